@@ -1,0 +1,194 @@
+package config
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration of a tokend process.
+type Config struct {
+	Addr          string        `yaml:"addr"`   // listen address, host:port
+	Issuer        string        `yaml:"issuer"` // iss claim; base of the discovery document
+	Redis         Redis         `yaml:"redis"`
+	Signing       Signing       `yaml:"signing"`
+	Tokens        Tokens        `yaml:"tokens"`
+	LoginThrottle LoginThrottle `yaml:"login_throttle"`
+	CORS          CORS          `yaml:"cors"`
+	TLS           TLS           `yaml:"tls"`
+	Log           Log           `yaml:"log"`
+	Limits        Limits        `yaml:"limits"`
+	Users         []User        `yaml:"users,omitempty"`
+	Clients       []Client      `yaml:"clients,omitempty"`
+}
+
+// Redis says where state lives.
+type Redis struct {
+	URL string `yaml:"url,omitempty"` // empty: embedded in-memory Redis (nothing kept)
+}
+
+// Signing lists the access-token signing keys.
+type Signing struct {
+	KeyFiles []string `yaml:"key_files,omitempty"` // PEM; the first signs, all are in the JWKS; empty: generated at start
+}
+
+// Tokens sets lifetimes.
+type Tokens struct {
+	AccessTTL         Duration `yaml:"access_ttl"`
+	RefreshTTL        Duration `yaml:"refresh_ttl"`
+	CodeTTL           Duration `yaml:"code_ttl"`
+	RefreshReuseGrace Duration `yaml:"refresh_reuse_grace"` // a just-rotated refresh token may be presented again this long
+}
+
+// LoginThrottle limits failed password logins, per username and per client
+// address.
+type LoginThrottle struct {
+	MaxFailures int      `yaml:"max_failures"`
+	Window      Duration `yaml:"window"`
+}
+
+// CORS lists the browser origins allowed to call.
+type CORS struct {
+	AllowedOrigins []string `yaml:"allowed_origins,omitempty"` // "*" allows any
+}
+
+// TLS names a certificate and key; both or neither.
+type TLS struct {
+	CertFile string `yaml:"cert_file,omitempty"`
+	KeyFile  string `yaml:"key_file,omitempty"`
+}
+
+// Enabled reports whether TLS is configured.
+func (t TLS) Enabled() bool { return t.CertFile != "" && t.KeyFile != "" }
+
+// Log sets the log format and level.
+type Log struct {
+	Format string `yaml:"format"` // json or text
+	Level  string `yaml:"level"`  // debug, info, warn or error
+}
+
+// Limits bounds requests and shutdown.
+type Limits struct {
+	MaxRequestBytes int64    `yaml:"max_request_bytes"`
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+}
+
+// User is a user who signs in with a password.
+type User struct {
+	ID           uint32 `yaml:"id"` // ≥ 1; the sub claim of the user's tokens, in decimal
+	Username     string `yaml:"username"`
+	PasswordHash string `yaml:"password_hash"` // bcrypt or argon2id, see passhash
+}
+
+// Grant types a client may be allowed.
+const (
+	GrantAuthorizationCode = "authorization_code"
+	GrantRefreshToken      = "refresh_token"
+	GrantPassword          = "password"
+	GrantClientCredentials = "client_credentials"
+)
+
+var grantTypes = []string{GrantAuthorizationCode, GrantRefreshToken, GrantPassword, GrantClientCredentials}
+
+// Client is an OAuth client.
+type Client struct {
+	ID                  string   `yaml:"id"`
+	SecretHash          string   `yaml:"secret_hash,omitempty"` // empty: a public client (must use PKCE; cannot use client_credentials without assertion_issuers)
+	RedirectURIs        []string `yaml:"redirect_uris,omitempty"`
+	GrantTypes          []string `yaml:"grant_types,omitempty"`
+	Scopes              []string `yaml:"scopes,omitempty"`
+	Owner               string   `yaml:"owner,omitempty"` // owner of M2M tokens made with the secret
+	Audiences           []string `yaml:"audiences,omitempty"`
+	AccessTokenLifetime Duration `yaml:"access_token_lifetime"`       // the most an M2M token may live; 0: no expiry allowed
+	AssertionIssuers    []string `yaml:"assertion_issuers,omitempty"` // trusted issuers of client_assertion JWTs
+	OwnerClaim          string   `yaml:"owner_claim,omitempty"`       // claim of a client assertion naming the owner; Parse sets "sub" when empty
+}
+
+// NumericID returns the client id as a uint32 when it is one, written the
+// canonical way (no sign, no leading zeros) and not 0, the proto zero value.
+// Only such clients serve auth.AuthService, whose client_id is a uint32.
+func (c *Client) NumericID() (uint32, bool) {
+	n, err := strconv.ParseUint(c.ID, 10, 32)
+	if err != nil || n == 0 || strconv.FormatUint(n, 10) != c.ID {
+		return 0, false
+	}
+	return uint32(n), true
+}
+
+// AllowsGrant reports whether the client may use grant type g.
+func (c *Client) AllowsGrant(g string) bool { return slices.Contains(c.GrantTypes, g) }
+
+// OwnerClaimName returns OwnerClaim, or "sub" when it is empty (as in a
+// Client built in code rather than parsed).
+func (c *Client) OwnerClaimName() string {
+	if c.OwnerClaim == "" {
+		return "sub"
+	}
+	return c.OwnerClaim
+}
+
+// IsPublic reports whether the client has no secret.
+func (c *Client) IsPublic() bool { return c.SecretHash == "" }
+
+// Duration is a time.Duration written in YAML as a Go duration string
+// ("15m", "720h", "2s"). Numbers are refused, since "900" could mean seconds
+// or nanoseconds; only a bare 0 is accepted.
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalYAML writes d as a duration string.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// UnmarshalYAML reads a duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := parseDuration(n)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*d = v
+	return nil
+}
+
+func parseDuration(n *yaml.Node) (Duration, error) {
+	if n.Kind == yaml.ScalarNode {
+		switch n.ShortTag() {
+		case "!!int":
+			if n.Value == "0" {
+				return 0, nil
+			}
+			return 0, fmt.Errorf("want a duration with a unit such as \"15m\", got the number %s", n.Value)
+		case "!!str":
+			v, err := time.ParseDuration(n.Value)
+			if err != nil {
+				return 0, fmt.Errorf("want a duration such as \"15m\" or \"1h30m\", got %q", n.Value)
+			}
+			return Duration(v), nil
+		}
+	}
+	return 0, fmt.Errorf("want a duration such as \"15m\", got %q", n.Value)
+}
+
+// Default returns the defaults that a configuration file overrides.
+func Default() Config {
+	const addr = "127.0.0.1:8080"
+	return Config{
+		Addr:   addr,
+		Issuer: defaultIssuer(addr),
+		Tokens: Tokens{
+			AccessTTL:         Duration(15 * time.Minute),
+			RefreshTTL:        Duration(720 * time.Hour),
+			CodeTTL:           Duration(5 * time.Minute),
+			RefreshReuseGrace: Duration(2 * time.Second),
+		},
+		LoginThrottle: LoginThrottle{MaxFailures: 10, Window: Duration(15 * time.Minute)},
+		Log:           Log{Format: "json", Level: "info"},
+		Limits:        Limits{MaxRequestBytes: 1 << 20, ShutdownTimeout: Duration(15 * time.Second)},
+	}
+}

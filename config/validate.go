@@ -1,0 +1,295 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"github.com/tokend/tokend/passhash"
+)
+
+// Validate reports every problem at once, joined, each as "key.path: what is
+// wrong", e.g. "users[1].password_hash: not a bcrypt or argon2id hash". It
+// parses hashes but does not compute any, so it is fast.
+func (c *Config) Validate() error {
+	var p problems
+	p.check("addr", checkAddr(c.Addr))
+	p.check("issuer", checkHTTPURL(c.Issuer, "an absolute http(s) URL without query or fragment"))
+	p.check("redis.url", checkRedisURL(c.Redis.URL))
+	for i, f := range c.Signing.KeyFiles {
+		if f == "" {
+			p.add(fmt.Sprintf("signing.key_files[%d]", i), "must not be empty")
+		}
+	}
+
+	t := c.Tokens
+	p.positive("tokens.access_ttl", t.AccessTTL)
+	p.positive("tokens.refresh_ttl", t.RefreshTTL)
+	p.positive("tokens.code_ttl", t.CodeTTL)
+	if t.AccessTTL > 0 && t.RefreshTTL > 0 && t.RefreshTTL < t.AccessTTL {
+		p.add("tokens.refresh_ttl", "must be ≥ tokens.access_ttl (%s)", t.AccessTTL)
+	}
+	switch {
+	case t.RefreshReuseGrace < 0:
+		p.add("tokens.refresh_reuse_grace", "must be ≥ 0")
+	case t.RefreshTTL > 0 && t.RefreshReuseGrace >= t.RefreshTTL:
+		p.add("tokens.refresh_reuse_grace", "must be < tokens.refresh_ttl (%s)", t.RefreshTTL)
+	}
+
+	if c.LoginThrottle.MaxFailures < 1 {
+		p.add("login_throttle.max_failures", "must be ≥ 1")
+	}
+	p.positive("login_throttle.window", c.LoginThrottle.Window)
+
+	for i, o := range c.CORS.AllowedOrigins {
+		p.check(fmt.Sprintf("cors.allowed_origins[%d]", i), checkOrigin(o))
+	}
+
+	switch {
+	case c.TLS.CertFile != "" && c.TLS.KeyFile == "":
+		p.add("tls.key_file", "required when tls.cert_file is set")
+	case c.TLS.CertFile == "" && c.TLS.KeyFile != "":
+		p.add("tls.cert_file", "required when tls.key_file is set")
+	}
+
+	if !slices.Contains([]string{"json", "text"}, c.Log.Format) {
+		p.add("log.format", "want json or text, got %q", c.Log.Format)
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
+		p.add("log.level", "want debug, info, warn or error, got %q", c.Log.Level)
+	}
+	if c.Limits.MaxRequestBytes <= 0 {
+		p.add("limits.max_request_bytes", "must be > 0")
+	}
+	p.positive("limits.shutdown_timeout", c.Limits.ShutdownTimeout)
+
+	c.validateUsers(&p)
+	c.validateClients(&p)
+	return errors.Join(p...)
+}
+
+func (c *Config) validateUsers(p *problems) {
+	ids := map[uint32]int{}
+	names := map[string]int{}
+	for i, u := range c.Users {
+		at := fmt.Sprintf("users[%d]", i)
+		if u.ID == 0 {
+			p.add(at+".id", "must be ≥ 1")
+		} else if j, dup := ids[u.ID]; dup {
+			p.add(at+".id", "%d is also users[%d].id", u.ID, j)
+		} else {
+			ids[u.ID] = i
+		}
+		if u.Username == "" {
+			p.add(at+".username", "must not be empty")
+		} else if j, dup := names[u.Username]; dup {
+			p.add(at+".username", "%q is also users[%d].username", u.Username, j)
+		} else {
+			names[u.Username] = i
+		}
+		if u.PasswordHash == "" {
+			p.add(at+".password_hash", "must not be empty")
+		} else {
+			p.check(at+".password_hash", hashProblem(u.PasswordHash))
+		}
+	}
+}
+
+func (c *Config) validateClients(p *problems) {
+	ids := map[string]int{}
+	for i := range c.Clients {
+		cl := &c.Clients[i]
+		at := fmt.Sprintf("clients[%d]", i)
+		switch j, dup := ids[cl.ID]; {
+		case cl.ID == "":
+			p.add(at+".id", "must not be empty")
+		case strings.IndexFunc(cl.ID, badRune) >= 0:
+			p.add(at+".id", "must not contain spaces or control characters")
+		case dup:
+			p.add(at+".id", "%q is also clients[%d].id", cl.ID, j)
+		default:
+			ids[cl.ID] = i
+		}
+		if cl.SecretHash != "" {
+			p.check(at+".secret_hash", hashProblem(cl.SecretHash))
+		}
+
+		if len(cl.GrantTypes) == 0 {
+			p.add(at+".grant_types", "must name at least one of %s", strings.Join(grantTypes, ", "))
+		}
+		for j, g := range cl.GrantTypes {
+			if !slices.Contains(grantTypes, g) {
+				p.add(fmt.Sprintf("%s.grant_types[%d]", at, j), "unknown grant type %q (want one of %s)", g, strings.Join(grantTypes, ", "))
+			}
+		}
+		if cl.AllowsGrant(GrantAuthorizationCode) {
+			if len(cl.RedirectURIs) == 0 {
+				p.add(at+".redirect_uris", "authorization_code needs at least one redirect URI")
+			}
+			if _, ok := cl.NumericID(); !ok && cl.ID != "" {
+				p.add(at+".id", "authorization_code needs a numeric id in 1..4294967295 (auth.AuthService's client_id is a uint32), got %q", cl.ID)
+			}
+		}
+		if cl.AllowsGrant(GrantClientCredentials) && len(cl.AssertionIssuers) == 0 {
+			if cl.SecretHash == "" {
+				p.add(at+".secret_hash", "client_credentials needs a secret_hash or assertion_issuers")
+			}
+			if cl.Owner == "" {
+				p.add(at+".owner", "client_credentials needs an owner or assertion_issuers")
+			}
+		}
+		for j, u := range cl.RedirectURIs {
+			p.check(fmt.Sprintf("%s.redirect_uris[%d]", at, j), checkRedirectURI(u))
+		}
+		for j, s := range cl.Scopes {
+			if !isScopeToken(s) {
+				p.add(fmt.Sprintf("%s.scopes[%d]", at, j), "must be a non-empty word of printable ASCII without spaces, quotes or backslashes (RFC 6749 §3.3), got %q", s)
+			}
+		}
+		for j, a := range cl.Audiences {
+			if a == "" || strings.IndexFunc(a, badRune) >= 0 {
+				p.add(fmt.Sprintf("%s.audiences[%d]", at, j), "must be a non-empty string without spaces, got %q", a)
+			}
+		}
+		if cl.AccessTokenLifetime < 0 {
+			p.add(at+".access_token_lifetime", "must be ≥ 0")
+		}
+		for j, iss := range cl.AssertionIssuers {
+			p.check(fmt.Sprintf("%s.assertion_issuers[%d]", at, j), checkHTTPURL(iss, "an absolute http(s) URL"))
+		}
+	}
+}
+
+// problems collects "path: message" errors.
+type problems []error
+
+func (p *problems) add(path, format string, args ...any) {
+	*p = append(*p, errors.New(path+": "+fmt.Sprintf(format, args...)))
+}
+
+// check adds msg unless it is empty.
+func (p *problems) check(path, msg string) {
+	if msg != "" {
+		p.add(path, "%s", msg)
+	}
+}
+
+func (p *problems) positive(path string, d Duration) {
+	if d <= 0 {
+		p.add(path, "must be > 0, got %s", d)
+	}
+}
+
+func hashProblem(h string) string {
+	err := passhash.Validate(h)
+	if me, ok := errors.AsType[*passhash.MalformedError](err); ok {
+		return me.Reason + ` (make one with "tokend hash")`
+	}
+	if err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+func badRune(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }
+
+// isScopeToken reports whether s is a scope-token: 1*NQCHAR, RFC 6749 §3.3.
+func isScopeToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if c < 0x21 || c == '"' || c == '\\' || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+func checkAddr(addr string) string {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Sprintf("want host:port such as 127.0.0.1:8080 or :8080, got %q", addr)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Sprintf("port must be a number in 0..65535, got %q", port)
+	}
+	return ""
+}
+
+// checkHTTPURL checks for an absolute http(s) URL with a host and without
+// query, fragment or user info; want says so in the message.
+func checkHTTPURL(s, want string) string {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		u.RawQuery != "" || u.ForceQuery || strings.Contains(s, "#") {
+		return fmt.Sprintf("must be %s, got %q", want, s)
+	}
+	return ""
+}
+
+func checkRedisURL(s string) string {
+	if s == "" {
+		return ""
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return "must be a redis://, rediss://, redis+cluster://, rediss+cluster:// or unix:// URL, or empty for embedded in-memory Redis"
+	}
+	switch u.Scheme {
+	case "redis", "rediss", "redis+cluster", "rediss+cluster", "unix":
+	default:
+		return "must be a redis://, rediss://, redis+cluster://, rediss+cluster:// or unix:// URL, or empty for embedded in-memory Redis"
+	}
+	return ""
+}
+
+// checkOrigin accepts "*" or a browser origin: scheme and host (which may
+// hold one "*" wildcard), and no path.
+func checkOrigin(s string) string {
+	if s == "*" {
+		return ""
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		u.Path != "" || u.RawQuery != "" || u.ForceQuery || strings.Contains(s, "#") {
+		return fmt.Sprintf(`must be "*" or an origin such as "https://app.example.com" (scheme and host, no path), got %q`, s)
+	}
+	return ""
+}
+
+// checkRedirectURI follows RFC 9700 §2.1 and §4.1.1: absolute, no fragment,
+// https except for loopback redirects, which native apps use over http
+// (RFC 8252 §7.3).
+func checkRedirectURI(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || !u.IsAbs() || u.Host == "" || strings.Contains(s, "#") {
+		return fmt.Sprintf("must be an absolute URL without fragment, got %q", s)
+	}
+	if u.User != nil {
+		return fmt.Sprintf("must not contain user info, got %q", s)
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !isLoopback(u.Hostname()) {
+			return fmt.Sprintf("http is allowed only for loopback hosts (127.0.0.1, [::1], localhost); use https, got %q", s)
+		}
+	default:
+		return fmt.Sprintf("scheme must be https (http for loopback hosts), got %q", s)
+	}
+	return ""
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
