@@ -1,0 +1,186 @@
+package redisstore
+
+import (
+	"context"
+	_ "embed"
+	"encoding/hex"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// APIToken is an API token's record. The secret itself is never stored:
+// SecretHash is its SHA-256.
+type APIToken struct {
+	ID         string
+	Owner      string
+	Name       string
+	SecretHash []byte
+	CreatedAt  time.Time
+	ExpiresAt  time.Time // zero: never
+	LastUsedAt time.Time // zero: never
+}
+
+var (
+	//go:embed apitoken_index.lua
+	apiTokenIndexSrc    string
+	apiTokenIndexScript = redis.NewScript(apiTokenIndexSrc)
+
+	//go:embed apitoken_delete.lua
+	apiTokenDeleteSrc    string
+	apiTokenDeleteScript = redis.NewScript(apiTokenDeleteSrc)
+
+	//go:embed apitoken_touch.lua
+	apiTokenTouchSrc    string
+	apiTokenTouchScript = redis.NewScript(apiTokenTouchSrc)
+)
+
+// CreateAPIToken stores rec and indexes it under its owner. It refuses with
+// ErrLimit when the owner already has max live tokens. The index entry is
+// added atomically with the count check; the record follows (another slot).
+func (s *Store) CreateAPIToken(ctx context.Context, rec APIToken, max int) error {
+	idx := s.keys.apiTokenOwner(rec.Owner)
+	added, err := apiTokenIndexScript.Run(ctx, s.rdb, []string{idx}, rec.ID, rec.CreatedAt.Unix(), max).Int()
+	if err == nil && added == 0 {
+		// Full: drop index entries whose records expired, and try once more.
+		if _, err = s.liveAPITokens(ctx, rec.Owner); err == nil {
+			added, err = apiTokenIndexScript.Run(ctx, s.rdb, []string{idx}, rec.ID, rec.CreatedAt.Unix(), max).Int()
+		}
+	}
+	if err != nil {
+		return wrap("index API token", err)
+	}
+	if added == 0 {
+		return ErrLimit
+	}
+	key := s.keys.apiToken(rec.ID)
+	var expires int64
+	if !rec.ExpiresAt.IsZero() {
+		expires = rec.ExpiresAt.Unix()
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, key, "owner", rec.Owner, "name", rec.Name, "secret_hash", hex.EncodeToString(rec.SecretHash),
+			"created", rec.CreatedAt.Unix(), "expires", expires, "last_used", 0)
+		if expires != 0 {
+			p.PExpire(ctx, key, time.Until(rec.ExpiresAt))
+		}
+		return nil
+	})
+	if err != nil {
+		s.rdb.ZRem(ctx, idx, rec.ID) // best effort; list prunes it otherwise
+		return wrap("create API token", err)
+	}
+	return nil
+}
+
+// GetAPIToken returns the record of id in one round trip. Unknown, deleted
+// or expired ids are ErrNotFound.
+func (s *Store) GetAPIToken(ctx context.Context, id string) (APIToken, error) {
+	m, err := s.rdb.HGetAll(ctx, s.keys.apiToken(id)).Result()
+	if err != nil {
+		return APIToken{}, wrap("get API token", err)
+	}
+	rec, ok := apiTokenFromHash(id, m)
+	if !ok || (!rec.ExpiresAt.IsZero() && !time.Now().Before(rec.ExpiresAt)) {
+		return APIToken{}, ErrNotFound
+	}
+	return rec, nil
+}
+
+// APITokenActive reports whether the API token id exists (not deleted, not
+// expired): one EXISTS, for the bearer-token revocation hook.
+func (s *Store) APITokenActive(ctx context.Context, id string) (bool, error) {
+	n, err := s.rdb.Exists(ctx, s.keys.apiToken(id)).Result()
+	if err != nil {
+		return false, wrap("API token active", err)
+	}
+	return n == 1, nil
+}
+
+// ListAPITokens returns owner's live tokens (pruning index entries whose
+// records are gone).
+func (s *Store) ListAPITokens(ctx context.Context, owner string) ([]APIToken, error) {
+	recs, err := s.liveAPITokens(ctx, owner)
+	return recs, wrap("list API tokens", err)
+}
+
+func (s *Store) liveAPITokens(ctx context.Context, owner string) ([]APIToken, error) {
+	idx := s.keys.apiTokenOwner(owner)
+	ids, err := s.rdb.ZRange(ctx, idx, 0, -1).Result()
+	if err != nil || len(ids) == 0 {
+		return nil, err
+	}
+	cmds, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, id := range ids {
+			p.HGetAll(ctx, s.keys.apiToken(id))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var recs []APIToken
+	var gone []any
+	now := time.Now()
+	for i, c := range cmds {
+		rec, ok := apiTokenFromHash(ids[i], c.(*redis.MapStringStringCmd).Val())
+		if !ok || rec.Owner != owner || (!rec.ExpiresAt.IsZero() && !now.Before(rec.ExpiresAt)) {
+			gone = append(gone, ids[i])
+			continue
+		}
+		recs = append(recs, rec)
+	}
+	if len(gone) > 0 {
+		if err := s.rdb.ZRem(ctx, idx, gone...).Err(); err != nil {
+			return nil, err
+		}
+	}
+	return recs, nil
+}
+
+// DeleteAPIToken deletes owner's token id. A token of another owner, or none,
+// is ErrNotFound. The ownership check and the delete are one script.
+func (s *Store) DeleteAPIToken(ctx context.Context, owner, id string) error {
+	n, err := apiTokenDeleteScript.Run(ctx, s.rdb, []string{s.keys.apiToken(id)}, owner).Int()
+	if err != nil {
+		return wrap("delete API token", err)
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return wrap("unindex API token", s.rdb.ZRem(ctx, s.keys.apiTokenOwner(owner), id).Err())
+}
+
+// TouchAPITokens records last-use times, pipelined; records that no longer
+// exist are not recreated.
+func (s *Store) TouchAPITokens(ctx context.Context, used map[string]time.Time) error {
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for id, t := range used {
+			apiTokenTouchScript.Eval(ctx, p, []string{s.keys.apiToken(id)}, t.Unix())
+		}
+		return nil
+	})
+	return wrap("touch API tokens", err)
+}
+
+func apiTokenFromHash(id string, m map[string]string) (APIToken, bool) {
+	if len(m) == 0 || m["owner"] == "" {
+		return APIToken{}, false
+	}
+	hash, err := hex.DecodeString(m["secret_hash"])
+	if err != nil {
+		return APIToken{}, false
+	}
+	unix := func(f string) time.Time {
+		n, _ := strconv.ParseInt(m[f], 10, 64)
+		if n == 0 {
+			return time.Time{}
+		}
+		return time.Unix(n, 0)
+	}
+	return APIToken{
+		ID: id, Owner: m["owner"], Name: m["name"], SecretHash: hash,
+		CreatedAt: unix("created"), ExpiresAt: unix("expires"), LastUsedAt: unix("last_used"),
+	}, true
+}
