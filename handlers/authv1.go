@@ -1,0 +1,211 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+
+	authv1 "github.com/tokend/tokend/gen/auth/v1"
+	"github.com/tokend/tokend/gen/auth/v1/authv1connect"
+	"github.com/tokend/tokend/redisstore"
+	"github.com/tokend/tokend/tokens"
+)
+
+// SessionStore keeps refresh-token families.
+type SessionStore interface {
+	// CreateRefresh starts a family and issues its first refresh token.
+	CreateRefresh(ctx context.Context, sess redisstore.Session, ttl time.Duration) (redisstore.IssuedRefresh, error)
+	// RotateRefresh atomically consumes token and issues its successor.
+	RotateRefresh(ctx context.Context, token string, ttl, grace time.Duration) (redisstore.IssuedRefresh, redisstore.Session, error)
+	// RevokeRefresh revokes token's family; idempotent.
+	RevokeRefresh(ctx context.Context, token string) error
+}
+
+// Throttle counts login attempts per key within a window.
+type Throttle interface {
+	ThrottleTake(ctx context.Context, keys []string, max int, window time.Duration) (bool, error)
+	ThrottleForgive(ctx context.Context, keys []string) error
+}
+
+// SessionPolicy holds the lifetimes of user sessions.
+type SessionPolicy struct {
+	AccessTTL   time.Duration
+	RefreshTTL  time.Duration
+	ReuseGrace  time.Duration // a consumed refresh token may be presented again this long
+	MaxFailures int           // failed logins per username and per address within Window
+	Window      time.Duration
+}
+
+// Input bounds: far above any real credential, low enough that nobody can
+// make the password hash chew on megabytes.
+const (
+	maxUsernameLen = 256
+	maxPasswordLen = 1024
+	maxTokenLen    = 512
+)
+
+// AuthV1 implements auth.v1.AuthService: password login, refresh-token
+// rotation with reuse detection, and logout.
+type AuthV1 struct {
+	sessions SessionStore
+	throttle Throttle
+	users    *Users
+	minter   *Minter
+	policy   SessionPolicy
+	log      *slog.Logger
+}
+
+var _ authv1connect.AuthServiceHandler = (*AuthV1)(nil)
+
+// NewAuthV1 returns the auth.v1 handler.
+func NewAuthV1(sessions SessionStore, throttle Throttle, users *Users, minter *Minter, policy SessionPolicy, log *slog.Logger) *AuthV1 {
+	return &AuthV1{sessions: sessions, throttle: throttle, users: users, minter: minter, policy: policy, log: log}
+}
+
+// Token logs a user in with username and password.
+func (h *AuthV1) Token(ctx context.Context, req *connect.Request[authv1.TokenRequest]) (*connect.Response[authv1.TokenResponse], error) {
+	cred := req.Msg.GetPasswordCredential()
+	if cred == nil {
+		return nil, invalidArgument("password_credential is required")
+	}
+	if cred.GetUsername() == "" || cred.GetPassword() == "" {
+		return nil, invalidArgument("username and password are required")
+	}
+	if len(cred.GetUsername()) > maxUsernameLen || len(cred.GetPassword()) > maxPasswordLen {
+		return nil, invalidArgument("username or password too long")
+	}
+
+	keys := throttleKeys(cred.GetUsername(), req.Peer().Addr)
+	allowed, err := h.throttle.ThrottleTake(ctx, keys, h.policy.MaxFailures, h.policy.Window)
+	if err != nil {
+		return nil, storeError(ctx, h.log, "throttle", err)
+	}
+	if !allowed {
+		h.log.InfoContext(ctx, "login throttled", "peer", peerIP(req.Peer().Addr))
+		return nil, connect.NewError(connect.CodeResourceExhausted, errThrottled)
+	}
+
+	userID, ok := h.users.Authenticate(cred.GetUsername(), cred.GetPassword())
+	if !ok {
+		h.log.InfoContext(ctx, "login failed", "peer", peerIP(req.Peer().Addr))
+		return nil, connect.NewError(connect.CodeUnauthenticated, errBadLogin)
+	}
+	if err := h.throttle.ThrottleForgive(ctx, keys); err != nil {
+		return nil, storeError(ctx, h.log, "throttle forgive", err)
+	}
+	sess := redisstore.Session{UserID: userID, AuthTime: time.Now().Unix()}
+	resp, err := h.startSession(ctx, sess)
+	if err != nil {
+		return nil, err
+	}
+	h.log.InfoContext(ctx, "login", "sub", userID)
+	return connect.NewResponse(resp), nil
+}
+
+// RefreshToken rotates a refresh token: the presented one is consumed and a
+// new access and refresh token are returned.
+func (h *AuthV1) RefreshToken(ctx context.Context, req *connect.Request[authv1.RefreshTokenRequest]) (*connect.Response[authv1.TokenResponse], error) {
+	resp, err := h.Refresh(ctx, req.Msg.GetRefreshToken())
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// Refresh is RefreshToken without the RPC envelope; /oauth/token calls it.
+func (h *AuthV1) Refresh(ctx context.Context, token string) (*authv1.TokenResponse, error) {
+	if token == "" {
+		return nil, invalidArgument("refresh_token is required")
+	}
+	if len(token) > maxTokenLen {
+		return nil, connect.NewError(connect.CodeUnauthenticated, errBadRefreshToken)
+	}
+	next, sess, err := h.sessions.RotateRefresh(ctx, token, h.policy.RefreshTTL, h.policy.ReuseGrace)
+	switch {
+	case errors.Is(err, redisstore.ErrReused):
+		h.log.WarnContext(ctx, "refresh token reused; session revoked", "sub", sess.UserID)
+		return nil, connect.NewError(connect.CodeUnauthenticated, errBadRefreshToken)
+	case errors.Is(err, redisstore.ErrNotFound), errors.Is(err, redisstore.ErrRevoked):
+		return nil, connect.NewError(connect.CodeUnauthenticated, errBadRefreshToken)
+	case err != nil:
+		return nil, storeError(ctx, h.log, "rotate refresh token", err)
+	}
+	return h.tokenResponse(sess, next)
+}
+
+// Logout revokes the refresh token's whole family. It is idempotent.
+func (h *AuthV1) Logout(ctx context.Context, req *connect.Request[authv1.LogoutRequest]) (*connect.Response[authv1.LogoutResponse], error) {
+	token := req.Msg.GetRefreshToken()
+	if token == "" {
+		return nil, invalidArgument("refresh_token is required")
+	}
+	if len(token) <= maxTokenLen {
+		if err := h.sessions.RevokeRefresh(ctx, token); err != nil {
+			return nil, storeError(ctx, h.log, "revoke refresh token", err)
+		}
+	}
+	return connect.NewResponse(&authv1.LogoutResponse{}), nil
+}
+
+// startSession creates a refresh-token family for sess and returns the first
+// token pair. ExchangeToken and the password grant share it.
+func (h *AuthV1) startSession(ctx context.Context, sess redisstore.Session) (*authv1.TokenResponse, error) {
+	issued, err := h.sessions.CreateRefresh(ctx, sess, h.policy.RefreshTTL)
+	if err != nil {
+		return nil, storeError(ctx, h.log, "create refresh token", err)
+	}
+	return h.tokenResponse(sess, issued)
+}
+
+func (h *AuthV1) tokenResponse(sess redisstore.Session, rt redisstore.IssuedRefresh) (*authv1.TokenResponse, error) {
+	access, exp, err := h.minter.Mint(SessionClaims(h.minter.Issuer(), sess, rt.FamilyID), h.policy.AccessTTL)
+	if err != nil {
+		return nil, connect.NewError(connect.CodeInternal, errInternal)
+	}
+	now := time.Now()
+	return &authv1.TokenResponse{
+		AccessToken:      access,
+		RefreshToken:     rt.Token,
+		ExpiresIn:        int64(exp.Sub(now).Round(time.Second) / time.Second),
+		TokenType:        "Bearer",
+		RefreshExpiresIn: int64(rt.ExpiresAt.Sub(now).Round(time.Second) / time.Second),
+	}, nil
+}
+
+// SessionClaims are the claims of a user's access token within session
+// family: the user is the subject; tokend (and the client, if any) the
+// audience.
+func SessionClaims(issuer string, sess redisstore.Session, family string) *tokens.Claims {
+	c := &tokens.Claims{
+		Kind:      tokens.KindUser,
+		SessionID: family,
+		ClientID:  sess.ClientID,
+		Scope:     sess.Scope,
+	}
+	c.Subject = sess.UserID
+	c.Audience = []string{issuer}
+	if sess.ClientID != "" {
+		c.Audience = append(c.Audience, sess.ClientID)
+	}
+	return c
+}
+
+// throttleKeys are the counters a login attempt is charged to: the username
+// (case-folded, so that "Alice" and "alice" share one) and the client
+// address.
+func throttleKeys(username, peerAddr string) []string {
+	return []string{"user:" + strings.ToLower(username), "addr:" + peerIP(peerAddr)}
+}
+
+// peerIP strips the port from a peer address.
+func peerIP(addr string) string {
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return addr
+}

@@ -1,0 +1,169 @@
+// Command tokend is a token service: authorization codes, password login with
+// refresh-token rotation, API tokens and machine-to-machine tokens, served
+// over Connect, gRPC and gRPC-Web on one port, with state in Redis.
+//
+//	tokend                         development server (embedded Redis, demo credentials)
+//	tokend serve --config FILE     run from a configuration file
+//	tokend hash [--bcrypt]         hash a password or secret read from standard input
+//	tokend keygen [--alg ALG]      print a new PEM signing key (EdDSA, ES256, RS256)
+//	tokend healthcheck [--url U]   exit 0 when U (default http://127.0.0.1:8080/readyz) answers 200
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/passhash"
+	"github.com/tokend/tokend/server"
+	"github.com/tokend/tokend/tokens"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "tokend:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	cmd := ""
+	if len(args) > 0 {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "":
+		return dev(stdout, stderr)
+	case "serve":
+		return serve(args, stderr)
+	case "hash":
+		return hash(args, stdin, stdout)
+	case "keygen":
+		return keygen(args, stdout)
+	case "healthcheck":
+		return healthcheck(args)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		return fmt.Errorf("unknown command %q\n%s", cmd, usage)
+	}
+}
+
+const usage = `usage:
+  tokend                         development server (embedded Redis, demo credentials)
+  tokend serve --config FILE     run from a configuration file (TOKEND_ADDR, TOKEND_REDIS_URL override it)
+  tokend hash [--bcrypt]         hash a password or secret read from standard input
+  tokend keygen [--alg ALG]      print a new PEM signing key: EdDSA (default), ES256 or RS256
+  tokend healthcheck [--url U]   exit 0 when U (default http://127.0.0.1:8080/readyz) answers 200
+`
+
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+}
+
+func dev(stdout, stderr io.Writer) error {
+	cfg, cred, err := server.DevConfig()
+	if err != nil {
+		return err
+	}
+	if addr := os.Getenv("TOKEND_ADDR"); addr != "" {
+		cfg.Addr, cfg.Issuer = addr, "http://"+addr
+	}
+	cfg.Redis.URL = os.Getenv("TOKEND_REDIS_URL") // empty: embedded
+	server.PrintDevBanner(stdout, cfg, cred)
+	ctx, cancel := signalContext()
+	defer cancel()
+	return server.Run(ctx, cfg, server.NewLogger(cfg.Log, stderr))
+}
+
+func serve(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	path := fs.String("config", "", "configuration file (YAML)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *path == "" {
+		return errors.New("serve: --config FILE is required")
+	}
+	cfg, err := config.Load(*path, os.Getenv)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := signalContext()
+	defer cancel()
+	return server.Run(ctx, cfg, server.NewLogger(cfg.Log, stderr))
+}
+
+func hash(args []string, stdin io.Reader, stdout io.Writer) error {
+	fs := flag.NewFlagSet("hash", flag.ContinueOnError)
+	bcrypt := fs.Bool("bcrypt", false, "bcrypt (cost 12) instead of argon2id")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(stdin).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("hash: read standard input: %w", err)
+	}
+	secret := strings.TrimRight(line, "\r\n")
+	if secret == "" {
+		return errors.New("hash: empty input; pipe the password or secret in, e.g. printf %s \"$PASSWORD\" | tokend hash")
+	}
+	var h string
+	if *bcrypt {
+		h, err = passhash.HashBcrypt(secret, 12)
+	} else {
+		h, err = passhash.Hash(secret)
+	}
+	if err != nil {
+		return fmt.Errorf("hash: %w", err)
+	}
+	_, err = fmt.Fprintln(stdout, h)
+	return err
+}
+
+func keygen(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("keygen", flag.ContinueOnError)
+	alg := fs.String("alg", "EdDSA", "EdDSA, ES256 or RS256")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	k, err := tokens.GenerateKey(*alg)
+	if err != nil {
+		return fmt.Errorf("keygen: %w", err)
+	}
+	pem, err := k.MarshalPEM()
+	if err != nil {
+		return fmt.Errorf("keygen: %w", err)
+	}
+	_, err = stdout.Write(pem)
+	return err
+}
+
+func healthcheck(args []string) error {
+	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
+	url := fs.String("url", "http://127.0.0.1:8080/readyz", "URL that must answer 200")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	client := &http.Client{Timeout: 3 * time.Second}
+	resp, err := client.Get(*url)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: %s answered %s", *url, resp.Status)
+	}
+	return nil
+}

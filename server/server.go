@@ -1,0 +1,332 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	connectcors "connectrpc.com/cors"
+	"connectrpc.com/grpchealth"
+	"connectrpc.com/grpcreflect"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/rs/cors"
+
+	"github.com/tokend/tokend/authn"
+	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/gen/auth/v1/authv1connect"
+	"github.com/tokend/tokend/gen/priv/tokenservice/v1alpha1/tokenservicev1alpha1connect"
+	"github.com/tokend/tokend/handlers"
+	"github.com/tokend/tokend/redisstore"
+	"github.com/tokend/tokend/tokens"
+)
+
+// maxAPITokensPerOwner bounds how many API tokens one user may hold, so no
+// user can grow the store without bound.
+const maxAPITokensPerOwner = 100
+
+// Server is one tokend process: every service on one handler.
+type Server struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	store   *redisstore.Store
+	keys    *tokens.KeySet
+	metrics *metrics
+	handler http.Handler
+	// background tasks that run while the server serves
+	background []func(ctx context.Context)
+}
+
+// New opens the store and signing keys named by cfg and builds the handler.
+// Close releases the store.
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, error) {
+	keys, err := loadKeys(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	// go-redis reports dial failures on its own; route them into our log
+	// (at debug: every failing call already reports unavailable).
+	goredis.SetLogger(redisLogger{log})
+	store, err := redisstore.Open(ctx, cfg.Redis.URL, redisstore.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("redis.url: %w", err)
+	}
+	if store.Embedded() {
+		log.Warn("no redis.url configured: using an embedded in-memory Redis; nothing is kept across restarts")
+	}
+	s := &Server{cfg: cfg, log: log, store: store, keys: keys, metrics: newMetrics()}
+	s.handler = s.routes()
+	return s, nil
+}
+
+// Handler is the whole HTTP surface of the server.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Store is the server's Redis store.
+func (s *Server) Store() *redisstore.Store { return s.store }
+
+// Keys is the server's signing key set.
+func (s *Server) Keys() *tokens.KeySet { return s.keys }
+
+// Close releases the store.
+func (s *Server) Close() error { return s.store.Close() }
+
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
+}
+
+func loadKeys(cfg *config.Config, log *slog.Logger) (*tokens.KeySet, error) {
+	var keys []*tokens.Key
+	for i, path := range cfg.Signing.KeyFiles {
+		k, err := tokens.LoadKeyFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("signing.key_files[%d]: %w", i, err)
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		k, err := tokens.GenerateKey("EdDSA")
+		if err != nil {
+			return nil, fmt.Errorf("generate signing key: %w", err)
+		}
+		log.Warn("no signing.key_files configured: generated an Ed25519 key; tokens will not verify after a restart", "kid", k.ID())
+		keys = append(keys, k)
+	}
+	ks, err := tokens.NewKeySet(keys...)
+	if err != nil {
+		return nil, fmt.Errorf("signing.key_files: %w", err)
+	}
+	return ks, nil
+}
+
+// routes builds the mux: every RPC service, health, reflection, the
+// well-known documents and metrics, wrapped in bearer checks, CORS and the
+// request size limit.
+func (s *Server) routes() http.Handler {
+	cfg := s.cfg
+	minter := handlers.NewMinter(s.keys, cfg.Issuer)
+	users := handlers.NewUsers(cfg.Users)
+	policy := handlers.SessionPolicy{
+		AccessTTL:   cfg.Tokens.AccessTTL.D(),
+		RefreshTTL:  cfg.Tokens.RefreshTTL.D(),
+		ReuseGrace:  cfg.Tokens.RefreshReuseGrace.D(),
+		MaxFailures: cfg.LoginThrottle.MaxFailures,
+		Window:      cfg.LoginThrottle.Window.D(),
+	}
+	authV1 := handlers.NewAuthV1(s.store, s.store, users, minter, policy, s.log)
+	apiTokens := handlers.NewTokenService(s.store, users, minter, handlers.APITokenPolicy{
+		AccessTTL:   cfg.Tokens.AccessTTL.D(),
+		MaxPerOwner: maxAPITokensPerOwner,
+	}, s.log)
+	s.background = append(s.background, func(ctx context.Context) { apiTokens.RecordUsage(ctx, 5*time.Second) })
+
+	opts := []connect.HandlerOption{
+		connect.WithInterceptors(s.metrics.interceptor()),
+		connect.WithReadMaxBytes(int(cfg.Limits.MaxRequestBytes)),
+		connect.WithRecover(s.recoverPanic),
+	}
+
+	mux := http.NewServeMux()
+	services := []string{authv1connect.AuthServiceName, tokenservicev1alpha1connect.TokenServiceName}
+	mux.Handle(authv1connect.NewAuthServiceHandler(authV1, opts...))
+	mux.Handle(tokenservicev1alpha1connect.NewTokenServiceHandler(apiTokens, opts...))
+
+	// Procedures that need a signed-in caller.
+	protected := []string{
+		tokenservicev1alpha1connect.TokenServiceCreateTokenProcedure,
+		tokenservicev1alpha1connect.TokenServiceListTokensProcedure,
+		tokenservicev1alpha1connect.TokenServiceDeleteTokenProcedure,
+	}
+	bearer := authn.NewMiddleware(tokens.NewVerifier(s.keys, cfg.Issuer), s.log, protected,
+		s.sessionRevoked, s.apiTokenRevoked)
+	bearer.OnRefused = s.metrics.refused
+
+	reflector := grpcreflect.NewStaticReflector(services...)
+	mux.Handle(grpcreflect.NewHandlerV1(reflector))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+	mux.Handle(grpchealth.NewHandler(redisChecker{s.store, services}))
+
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
+
+	issuer := strings.TrimSuffix(cfg.Issuer, "/")
+	mux.Handle("/.well-known/jwks.json", staticJSON(s.keys.JWKS(), "300"))
+	doc := discoveryJSON(discovery{
+		Issuer:                           issuer,
+		JWKSURI:                          issuer + "/.well-known/jwks.json",
+		GrantTypesSupported:              []string{"password", "refresh_token"},
+		ResponseTypesSupported:           []string{"code"},
+		SubjectTypesSupported:            []string{"public"},
+		IDTokenSigningAlgValuesSupported: []string{s.keys.Signer().Alg()},
+		AccessTokenSigningAlgs:           signingAlgs(s.keys),
+	})
+	mux.Handle("/.well-known/openid-configuration", staticJSON(doc, "300"))
+	mux.Handle("/.well-known/oauth-authorization-server", staticJSON(doc, "300"))
+
+	var h http.Handler = bearer.Wrap(mux)
+	h = s.cors(h)
+	return h
+}
+
+// sessionRevoked is the revocation hook for user tokens: a token whose
+// session (refresh-token family) was logged out or revoked for reuse no
+// longer passes.
+func (s *Server) sessionRevoked(ctx context.Context, c *tokens.Claims) (bool, error) {
+	if c.SessionID == "" {
+		return false, nil
+	}
+	active, err := s.store.FamilyActive(ctx, c.SessionID)
+	return !active, err
+}
+
+// apiTokenRevoked is the revocation hook for tokens minted from an API
+// token: once the API token is deleted (or expires), they no longer pass.
+func (s *Server) apiTokenRevoked(ctx context.Context, c *tokens.Claims) (bool, error) {
+	if c.APITokenID == "" {
+		return false, nil
+	}
+	active, err := s.store.APITokenActive(ctx, c.APITokenID)
+	return !active, err
+}
+
+func signingAlgs(ks *tokens.KeySet) []string {
+	var algs []string
+	seen := map[string]bool{}
+	for _, k := range ks.Keys() {
+		if !seen[k.Alg()] {
+			seen[k.Alg()] = true
+			algs = append(algs, k.Alg())
+		}
+	}
+	return algs
+}
+
+func (s *Server) recoverPanic(ctx context.Context, spec connect.Spec, _ http.Header, p any) error {
+	s.log.ErrorContext(ctx, "panic in handler", "procedure", spec.Procedure, "panic", fmt.Sprint(p))
+	return connect.NewError(connect.CodeInternal, errors.New("internal error"))
+}
+
+// cors allows the configured browser origins to call every RPC, exposing the
+// headers Connect, gRPC and gRPC-Web responses carry.
+func (s *Server) cors(h http.Handler) http.Handler {
+	origins := s.cfg.CORS.AllowedOrigins
+	if len(origins) == 0 {
+		return h
+	}
+	return cors.New(cors.Options{
+		AllowedOrigins: origins,
+		AllowedMethods: connectcors.AllowedMethods(),
+		AllowedHeaders: append(connectcors.AllowedHeaders(), "Authorization"),
+		ExposedHeaders: append(connectcors.ExposedHeaders(), "WWW-Authenticate"),
+		MaxAge:         7200,
+	}).Handler(h)
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+	defer cancel()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if err := s.store.Ping(ctx); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("redis unreachable\n"))
+		return
+	}
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// redisChecker answers grpc.health.v1: serving while Redis answers.
+type redisChecker struct {
+	store    *redisstore.Store
+	services []string
+}
+
+func (c redisChecker) Check(ctx context.Context, req *grpchealth.CheckRequest) (*grpchealth.CheckResponse, error) {
+	known := req.Service == ""
+	for _, svc := range c.services {
+		known = known || svc == req.Service
+	}
+	if !known {
+		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("unknown service %q", req.Service))
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := c.store.Ping(ctx); err != nil {
+		return &grpchealth.CheckResponse{Status: grpchealth.StatusNotServing}, nil
+	}
+	return &grpchealth.CheckResponse{Status: grpchealth.StatusServing}, nil
+}
+
+// Serve serves on ln until ctx is done, then shuts down gracefully: it stops
+// accepting, lets in-flight calls finish (up to limits.shutdown_timeout) and
+// returns.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		Protocols:         new(http.Protocols),
+	}
+	srv.Protocols.SetHTTP1(true)
+	tlsOn := s.cfg.TLS.CertFile != ""
+	if tlsOn {
+		cert, err := tls.LoadX509KeyPair(s.cfg.TLS.CertFile, s.cfg.TLS.KeyFile)
+		if err != nil {
+			return fmt.Errorf("tls: %w", err)
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		srv.Protocols.SetHTTP2(true)
+	} else {
+		srv.Protocols.SetUnencryptedHTTP2(true)
+	}
+
+	bg, stopBackground := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, task := range s.background {
+		wg.Go(func() { task(bg) })
+	}
+	defer func() { stopBackground(); wg.Wait() }()
+
+	errc := make(chan error, 1)
+	go func() {
+		if tlsOn {
+			errc <- srv.ServeTLS(ln, "", "")
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	s.log.Info("serving", "addr", ln.Addr().String(), "tls", tlsOn, "issuer", s.cfg.Issuer)
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down: finishing in-flight calls", "timeout", s.cfg.Limits.ShutdownTimeout.D().String())
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.Limits.ShutdownTimeout.D())
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		_ = srv.Close()
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	s.log.Info("stopped")
+	return nil
+}
