@@ -80,62 +80,74 @@ func (h *AuthV1) Token(ctx context.Context, req *connect.Request[authv1.TokenReq
 		return nil, invalidArgument("username or password too long")
 	}
 
-	keys := throttleKeys(cred.GetUsername(), req.Peer().Addr)
+	resp, err := h.Login(ctx, cred.GetUsername(), cred.GetPassword(), req.Peer().Addr, "", "")
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// Login checks a username and password (throttled per username and per
+// peer address) and starts a session for clientID (empty for first-party
+// logins) with scope. Token and the password grant share it.
+func (h *AuthV1) Login(ctx context.Context, username, password, peerAddr, clientID, scope string) (*authv1.TokenResponse, error) {
+	keys := throttleKeys(username, peerAddr)
 	allowed, err := h.throttle.ThrottleTake(ctx, keys, h.policy.MaxFailures, h.policy.Window)
 	if err != nil {
 		return nil, storeError(ctx, h.log, "throttle", err)
 	}
 	if !allowed {
-		h.log.InfoContext(ctx, "login throttled", "peer", peerIP(req.Peer().Addr))
+		h.log.InfoContext(ctx, "login throttled", "peer", peerIP(peerAddr))
 		return nil, connect.NewError(connect.CodeResourceExhausted, errThrottled)
 	}
 
-	userID, ok := h.users.Authenticate(cred.GetUsername(), cred.GetPassword())
+	userID, ok := h.users.Authenticate(username, password)
 	if !ok {
-		h.log.InfoContext(ctx, "login failed", "peer", peerIP(req.Peer().Addr))
+		h.log.InfoContext(ctx, "login failed", "peer", peerIP(peerAddr))
 		return nil, connect.NewError(connect.CodeUnauthenticated, errBadLogin)
 	}
 	if err := h.throttle.ThrottleForgive(ctx, keys); err != nil {
 		return nil, storeError(ctx, h.log, "throttle forgive", err)
 	}
-	sess := redisstore.Session{UserID: userID, AuthTime: time.Now().Unix()}
-	resp, err := h.startSession(ctx, sess)
+	resp, err := h.StartSession(ctx, redisstore.Session{UserID: userID, ClientID: clientID, Scope: scope, AuthTime: time.Now().Unix()})
 	if err != nil {
 		return nil, err
 	}
-	h.log.InfoContext(ctx, "login", "sub", userID)
-	return connect.NewResponse(resp), nil
+	h.log.InfoContext(ctx, "login", "sub", userID, "client_id", clientID)
+	return resp, nil
 }
 
 // RefreshToken rotates a refresh token: the presented one is consumed and a
 // new access and refresh token are returned.
 func (h *AuthV1) RefreshToken(ctx context.Context, req *connect.Request[authv1.RefreshTokenRequest]) (*connect.Response[authv1.TokenResponse], error) {
-	resp, err := h.Refresh(ctx, req.Msg.GetRefreshToken())
+	resp, _, err := h.refresh(ctx, req.Msg.GetRefreshToken())
 	if err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(resp), nil
 }
 
-// Refresh is RefreshToken without the RPC envelope; /oauth/token calls it.
-func (h *AuthV1) Refresh(ctx context.Context, token string) (*authv1.TokenResponse, error) {
+// refresh is RefreshToken without the RPC envelope; the refresh_token grant
+// of /oauth/token calls it too. It returns the session the token belongs to.
+func (h *AuthV1) refresh(ctx context.Context, token string) (*authv1.TokenResponse, redisstore.Session, error) {
 	if token == "" {
-		return nil, invalidArgument("refresh_token is required")
+		return nil, redisstore.Session{}, invalidArgument("refresh_token is required")
 	}
 	if len(token) > maxTokenLen {
-		return nil, connect.NewError(connect.CodeUnauthenticated, errBadRefreshToken)
+		return nil, redisstore.Session{}, connect.NewError(connect.CodeUnauthenticated, errBadRefreshToken)
 	}
 	next, sess, err := h.sessions.RotateRefresh(ctx, token, h.policy.RefreshTTL, h.policy.ReuseGrace)
 	switch {
 	case errors.Is(err, redisstore.ErrReused):
 		h.log.WarnContext(ctx, "refresh token reused; session revoked", "sub", sess.UserID)
-		return nil, connect.NewError(connect.CodeUnauthenticated, errBadRefreshToken)
+		return nil, sess, connect.NewError(connect.CodeUnauthenticated, errBadRefreshToken)
 	case errors.Is(err, redisstore.ErrNotFound), errors.Is(err, redisstore.ErrRevoked):
-		return nil, connect.NewError(connect.CodeUnauthenticated, errBadRefreshToken)
+		return nil, sess, connect.NewError(connect.CodeUnauthenticated, errBadRefreshToken)
 	case err != nil:
-		return nil, storeError(ctx, h.log, "rotate refresh token", err)
+		return nil, sess, storeError(ctx, h.log, "rotate refresh token", err)
 	}
-	return h.tokenResponse(sess, next)
+	resp, err := h.tokenResponse(sess, next)
+	return resp, sess, err
 }
 
 // Logout revokes the refresh token's whole family. It is idempotent.
@@ -152,9 +164,9 @@ func (h *AuthV1) Logout(ctx context.Context, req *connect.Request[authv1.LogoutR
 	return connect.NewResponse(&authv1.LogoutResponse{}), nil
 }
 
-// startSession creates a refresh-token family for sess and returns the first
+// StartSession creates a refresh-token family for sess and returns the first
 // token pair. ExchangeToken and the password grant share it.
-func (h *AuthV1) startSession(ctx context.Context, sess redisstore.Session) (*authv1.TokenResponse, error) {
+func (h *AuthV1) StartSession(ctx context.Context, sess redisstore.Session) (*authv1.TokenResponse, error) {
 	issued, err := h.sessions.CreateRefresh(ctx, sess, h.policy.RefreshTTL)
 	if err != nil {
 		return nil, storeError(ctx, h.log, "create refresh token", err)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -25,6 +26,7 @@ import (
 	"github.com/tokend/tokend/gen/auth/v1/authv1connect"
 	"github.com/tokend/tokend/gen/priv/tokenservice/v1alpha1/tokenservicev1alpha1connect"
 	"github.com/tokend/tokend/handlers"
+	"github.com/tokend/tokend/passhash"
 	"github.com/tokend/tokend/redisstore"
 	"github.com/tokend/tokend/tokens"
 )
@@ -124,6 +126,12 @@ func (s *Server) routes() http.Handler {
 		Window:      cfg.LoginThrottle.Window.D(),
 	}
 	authV1 := handlers.NewAuthV1(s.store, s.store, users, minter, policy, s.log)
+	// One verified-secret cache for every client authentication: only the
+	// first call with a secret pays the slow hash.
+	clients := handlers.NewClients(cfg.Clients, passhash.NewSecretCache(10000, 10*time.Minute))
+	oauth := handlers.NewOAuth(cfg.Limits.MaxRequestBytes, s.log)
+	oauth.Handle("password", authV1.PasswordGrant(clients))
+	oauth.Handle("refresh_token", authV1.RefreshGrant(clients))
 	apiTokens := handlers.NewTokenService(s.store, users, minter, handlers.APITokenPolicy{
 		AccessTTL:   cfg.Tokens.AccessTTL.D(),
 		MaxPerOwner: maxAPITokensPerOwner,
@@ -163,16 +171,20 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
 
+	mux.Handle("/oauth/token", s.countHTTP("/oauth/token", oauth))
+
 	issuer := strings.TrimSuffix(cfg.Issuer, "/")
 	mux.Handle("/.well-known/jwks.json", staticJSON(s.keys.JWKS(), "300"))
 	doc := discoveryJSON(discovery{
-		Issuer:                           issuer,
-		JWKSURI:                          issuer + "/.well-known/jwks.json",
-		GrantTypesSupported:              []string{"password", "refresh_token"},
-		ResponseTypesSupported:           []string{"code"},
-		SubjectTypesSupported:            []string{"public"},
-		IDTokenSigningAlgValuesSupported: []string{s.keys.Signer().Alg()},
-		AccessTokenSigningAlgs:           signingAlgs(s.keys),
+		Issuer:                            issuer,
+		JWKSURI:                           issuer + "/.well-known/jwks.json",
+		TokenEndpoint:                     issuer + "/oauth/token",
+		GrantTypesSupported:               oauth.GrantTypes(),
+		TokenEndpointAuthMethodsSupported: []string{"client_secret_basic", "client_secret_post", "none"},
+		ResponseTypesSupported:            []string{"code"},
+		SubjectTypesSupported:             []string{"public"},
+		IDTokenSigningAlgValuesSupported:  []string{s.keys.Signer().Alg()},
+		AccessTokenSigningAlgs:            signingAlgs(s.keys),
 	})
 	mux.Handle("/.well-known/openid-configuration", staticJSON(doc, "300"))
 	mux.Handle("/.well-known/oauth-authorization-server", staticJSON(doc, "300"))
@@ -234,6 +246,25 @@ func (s *Server) cors(h http.Handler) http.Handler {
 		ExposedHeaders: append(connectcors.ExposedHeaders(), "WWW-Authenticate"),
 		MaxAge:         7200,
 	}).Handler(h)
+}
+
+// countHTTP counts a plain HTTP endpoint's responses by status.
+func (s *Server) countHTTP(path string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		h.ServeHTTP(sw, r)
+		s.metrics.http.WithLabelValues(path, strconv.Itoa(sw.status)).Inc()
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
