@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -68,6 +69,23 @@ const usage = `usage:
   tokend healthcheck [--url U]   exit 0 when U (default http://127.0.0.1:8080/readyz) answers 200
 `
 
+// servePprof serves Go's profiler on addr (TOKEND_PPROF_ADDR, unset: off),
+// on its own listener so it is never reachable through the service port.
+func servePprof(stderr io.Writer) {
+	addr := os.Getenv("TOKEND_PPROF_ADDR")
+	if addr == "" {
+		return
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	go func() {
+		srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		fmt.Fprintln(stderr, "pprof:", srv.ListenAndServe())
+	}()
+}
+
 func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 }
@@ -100,6 +118,7 @@ func serve(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	servePprof(stderr)
 	ctx, cancel := signalContext()
 	defer cancel()
 	return server.Run(ctx, cfg, server.NewLogger(cfg.Log, stderr))
