@@ -38,15 +38,22 @@ func main() {
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	ctx, cancel := signalContext()
+	defer cancel()
+	return runContext(ctx, args, stdin, stdout, stderr)
+}
+
+// runContext runs a command until ctx is done (SIGTERM/SIGINT in main).
+func runContext(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	cmd := ""
 	if len(args) > 0 {
 		cmd, args = args[0], args[1:]
 	}
 	switch cmd {
 	case "":
-		return dev(stdout, stderr)
+		return dev(ctx, stdout, stderr)
 	case "serve":
-		return serve(args, stderr)
+		return serve(ctx, args, stderr)
 	case "hash":
 		return hash(args, stdin, stdout)
 	case "keygen":
@@ -90,7 +97,7 @@ func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 }
 
-func dev(stdout, stderr io.Writer) error {
+func dev(ctx context.Context, stdout, stderr io.Writer) error {
 	cfg, cred, err := server.DevConfig()
 	if err != nil {
 		return err
@@ -100,12 +107,10 @@ func dev(stdout, stderr io.Writer) error {
 	}
 	cfg.Redis.URL = os.Getenv("TOKEND_REDIS_URL") // empty: embedded
 	server.PrintDevBanner(stdout, cfg, cred)
-	ctx, cancel := signalContext()
-	defer cancel()
 	return server.Run(ctx, cfg, server.NewLogger(cfg.Log, stderr))
 }
 
-func serve(args []string, stderr io.Writer) error {
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	path := fs.String("config", "", "configuration file (YAML)")
 	if err := fs.Parse(args); err != nil {
@@ -119,8 +124,6 @@ func serve(args []string, stderr io.Writer) error {
 		return err
 	}
 	servePprof(stderr)
-	ctx, cancel := signalContext()
-	defer cancel()
 	return server.Run(ctx, cfg, server.NewLogger(cfg.Log, stderr))
 }
 

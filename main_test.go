@@ -2,10 +2,18 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/tokend/tokend/passhash"
 	"github.com/tokend/tokend/tokens"
@@ -69,5 +77,80 @@ func TestServeRejectsBadConfig(t *testing.T) {
 	err := run([]string{"serve", "--config", path}, nil, &bytes.Buffer{}, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "bogus_key") {
 		t.Fatalf("error %v does not name the unknown key", err)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe to read while the server writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestDevModeBannerCurlWorks runs `tokend` with no arguments, as `go run .`
+// does, and performs the login the banner prints, as a user pasting it would.
+func TestDevModeBannerCurlWorks(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	t.Setenv("TOKEND_ADDR", addr)
+	t.Setenv("TOKEND_REDIS_URL", "")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- runContext(ctx, nil, nil, &out, io.Discard) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("dev server: %v", err)
+		}
+	}()
+
+	var banner string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if banner = out.String(); strings.Contains(banner, "curl") {
+			break
+		}
+	}
+	for _, want := range []string{"DEVELOPMENT MODE", "NOTHING IS KEPT", "demo user", "client_secret="} {
+		if !strings.Contains(banner, want) {
+			t.Fatalf("banner lacks %q:\n%s", want, banner)
+		}
+	}
+	// The curl line: URL after "POST " and the JSON body between -d '…'.
+	url := regexp.MustCompile(`POST (\S+)`).FindStringSubmatch(banner)
+	body := regexp.MustCompile(`-d '([^']+)'`).FindStringSubmatch(banner)
+	if url == nil || body == nil {
+		t.Fatalf("no curl line in the banner:\n%s", banner)
+	}
+	var resp *http.Response
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		resp, err = http.Post(url[1], "application/json", strings.NewReader(body[1]))
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got struct{ AccessToken, RefreshToken string }
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil || resp.StatusCode != 200 || got.AccessToken == "" || got.RefreshToken == "" {
+		t.Fatalf("the printed curl login: %s %+v %v", resp.Status, got, err)
 	}
 }
