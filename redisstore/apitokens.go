@@ -4,6 +4,7 @@ import (
 	"context"
 	_ "embed"
 	"encoding/hex"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -23,6 +24,10 @@ type APIToken struct {
 }
 
 var (
+	//go:embed apitoken_create.lua
+	apiTokenCreateSrc    string
+	apiTokenCreateScript = redis.NewScript(apiTokenCreateSrc)
+
 	//go:embed apitoken_index.lua
 	apiTokenIndexSrc    string
 	apiTokenIndexScript = redis.NewScript(apiTokenIndexSrc)
@@ -40,6 +45,9 @@ var (
 // ErrLimit when the owner already has max live tokens. The index entry is
 // added atomically with the count check; the record follows (another slot).
 func (s *Store) CreateAPIToken(ctx context.Context, rec APIToken, max int) error {
+	if !validID(rec.ID) {
+		return fmt.Errorf("redisstore: malformed API token id %q", rec.ID)
+	}
 	idx := s.keys.apiTokenOwner(rec.Owner)
 	added, err := apiTokenIndexScript.Run(ctx, s.rdb, []string{idx}, rec.ID, rec.CreatedAt.Unix(), max).Int()
 	if err == nil && added == 0 {
@@ -54,21 +62,17 @@ func (s *Store) CreateAPIToken(ctx context.Context, rec APIToken, max int) error
 	if added == 0 {
 		return ErrLimit
 	}
-	key := s.keys.apiToken(rec.ID)
 	var expires int64
 	if !rec.ExpiresAt.IsZero() {
 		expires = rec.ExpiresAt.Unix()
 	}
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, key, "owner", rec.Owner, "name", rec.Name, "secret_hash", hex.EncodeToString(rec.SecretHash),
-			"created", rec.CreatedAt.Unix(), "expires", expires, "last_used", 0)
-		if expires != 0 {
-			p.PExpire(ctx, key, time.Until(rec.ExpiresAt))
-		}
-		return nil
-	})
+	n, err := apiTokenCreateScript.Run(ctx, s.rdb, []string{s.keys.apiToken(rec.ID)},
+		rec.Owner, rec.Name, hex.EncodeToString(rec.SecretHash), rec.CreatedAt.Unix(), expires).Int()
+	if err == nil && n != 1 {
+		return fmt.Errorf("redisstore: create API token: id %q already in use", rec.ID)
+	}
 	if err != nil {
-		s.rdb.ZRem(ctx, idx, rec.ID) // best effort; list prunes it otherwise
+		s.rdb.ZRem(ctx, idx, rec.ID) // best effort; listing prunes it otherwise
 		return wrap("create API token", err)
 	}
 	return nil
@@ -77,6 +81,9 @@ func (s *Store) CreateAPIToken(ctx context.Context, rec APIToken, max int) error
 // GetAPIToken returns the record of id in one round trip. Unknown, deleted
 // or expired ids are ErrNotFound.
 func (s *Store) GetAPIToken(ctx context.Context, id string) (APIToken, error) {
+	if !validID(id) {
+		return APIToken{}, ErrNotFound
+	}
 	m, err := s.rdb.HGetAll(ctx, s.keys.apiToken(id)).Result()
 	if err != nil {
 		return APIToken{}, wrap("get API token", err)
@@ -91,6 +98,9 @@ func (s *Store) GetAPIToken(ctx context.Context, id string) (APIToken, error) {
 // APITokenActive reports whether the API token id exists (not deleted, not
 // expired): one EXISTS, for the bearer-token revocation hook.
 func (s *Store) APITokenActive(ctx context.Context, id string) (bool, error) {
+	if !validID(id) {
+		return false, nil
+	}
 	n, err := s.rdb.Exists(ctx, s.keys.apiToken(id)).Result()
 	if err != nil {
 		return false, wrap("API token active", err)
@@ -142,6 +152,9 @@ func (s *Store) liveAPITokens(ctx context.Context, owner string) ([]APIToken, er
 // DeleteAPIToken deletes owner's token id. A token of another owner, or none,
 // is ErrNotFound. The ownership check and the delete are one script.
 func (s *Store) DeleteAPIToken(ctx context.Context, owner, id string) error {
+	if !validID(id) {
+		return ErrNotFound
+	}
 	n, err := apiTokenDeleteScript.Run(ctx, s.rdb, []string{s.keys.apiToken(id)}, owner).Int()
 	if err != nil {
 		return wrap("delete API token", err)
@@ -152,17 +165,26 @@ func (s *Store) DeleteAPIToken(ctx context.Context, owner, id string) error {
 	return wrap("unindex API token", s.rdb.ZRem(ctx, s.keys.apiTokenOwner(owner), id).Err())
 }
 
-// TouchAPITokens records last-use times, pipelined; records that no longer
-// exist are not recreated.
+// TouchAPITokens records last-use times: one script per record (each
+// atomic), pipelined. Records that no longer exist are not recreated, and a
+// recorded time never moves backwards.
 func (s *Store) TouchAPITokens(ctx context.Context, used map[string]time.Time) error {
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for id, t := range used {
-			apiTokenTouchScript.Eval(ctx, p, []string{s.keys.apiToken(id)}, t.Unix())
+	calls := make([]scriptCall, 0, len(used))
+	for id, t := range used {
+		if validID(id) {
+			calls = append(calls, scriptCall{apiTokenTouchScript, []string{s.keys.apiToken(id)}, []any{t.Unix()}})
 		}
+	}
+	if len(calls) == 0 {
 		return nil
-	})
+	}
+	_, err := s.runPipelined(ctx, calls)
 	return wrap("touch API tokens", err)
 }
+
+// validID reports whether id can name a key: ids are made by tokend
+// (apitoken.NewID), so anything else is simply not found.
+func validID(id string) bool { return len(id) > 0 && len(id) <= 64 && base64url(id) }
 
 func apiTokenFromHash(id string, m map[string]string) (APIToken, bool) {
 	if len(m) == 0 || m["owner"] == "" {

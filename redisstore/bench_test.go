@@ -1,7 +1,6 @@
 package redisstore
 
 import (
-	"context"
 	"crypto/sha256"
 	"testing"
 	"time"
@@ -11,12 +10,15 @@ import (
 
 // The benchmarks run against a real redis-server on loopback: what they
 // measure is mostly the round trip and the script, which miniredis would
-// not show.
+// not show. SetParallelism(16): many goroutines per core, to measure
+// throughput rather than one round trip at a time.
+
+var benchSession = Session{UserID: "1", Scope: "read"}
 
 func benchStore(b *testing.B) *Store {
 	b.Helper()
 	srv := redistest.Start(b)
-	s, err := Open(context.Background(), srv.URL, Options{})
+	s, err := Open(b.Context(), srv.URL, Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -26,12 +28,13 @@ func benchStore(b *testing.B) *Store {
 
 func BenchmarkCreateRefresh(b *testing.B) {
 	s := benchStore(b)
-	ctx := context.Background()
-	b.SetParallelism(16) // 32 goroutines on 2 cores: throughput, not one round trip
+	b.ReportAllocs()
+	b.SetParallelism(16)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, err := s.CreateRefresh(ctx, sess, time.Hour); err != nil {
-				b.Fatal(err)
+			if _, err := s.CreateRefresh(b.Context(), benchSession, time.Hour); err != nil {
+				b.Error(err)
+				return
 			}
 		}
 	})
@@ -41,53 +44,75 @@ func BenchmarkCreateRefresh(b *testing.B) {
 // goroutine: every call is a real consume-and-issue.
 func BenchmarkRotateRefresh(b *testing.B) {
 	s := benchStore(b)
-	ctx := context.Background()
-	b.SetParallelism(16) // 32 goroutines on 2 cores: throughput, not one round trip
+	b.ReportAllocs()
+	b.SetParallelism(16)
 	b.RunParallel(func(pb *testing.PB) {
-		cur, err := s.CreateRefresh(ctx, sess, time.Hour)
+		cur, err := s.CreateRefresh(b.Context(), benchSession, time.Hour)
 		if err != nil {
-			b.Fatal(err)
+			b.Error(err)
+			return
 		}
 		for pb.Next() {
-			next, _, err := s.RotateRefresh(ctx, cur.Token, time.Hour, 0)
+			next, _, err := s.RotateRefresh(b.Context(), cur.Token, time.Hour, 0)
 			if err != nil {
-				b.Fatal(err)
+				b.Error(err)
+				return
 			}
 			cur = next
 		}
 	})
 }
 
-func BenchmarkGetAPIToken(b *testing.B) {
+// BenchmarkFamilyActive is the bearer-token revocation hook's cost.
+func BenchmarkFamilyActive(b *testing.B) {
 	s := benchStore(b)
-	ctx := context.Background()
-	sum := sha256.Sum256([]byte("secret"))
-	rec := APIToken{ID: "api_token_bench", Owner: "1", SecretHash: sum[:], CreatedAt: time.Now()}
-	if err := s.CreateAPIToken(ctx, rec, 10); err != nil {
+	r, err := s.CreateRefresh(b.Context(), benchSession, time.Hour)
+	if err != nil {
 		b.Fatal(err)
 	}
-	b.SetParallelism(16) // 32 goroutines on 2 cores: throughput, not one round trip
+	b.ReportAllocs()
+	b.SetParallelism(16)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, err := s.GetAPIToken(ctx, rec.ID); err != nil {
-				b.Fatal(err)
+			if ok, err := s.FamilyActive(b.Context(), r.FamilyID); err != nil || !ok {
+				b.Error(ok, err)
+				return
 			}
 		}
 	})
 }
 
-func BenchmarkFamilyActive(b *testing.B) {
+// BenchmarkThrottleTake counts a login attempt against a username and an
+// address (two slots, one pipeline).
+func BenchmarkThrottleTake(b *testing.B) {
 	s := benchStore(b)
-	ctx := context.Background()
-	r, err := s.CreateRefresh(ctx, sess, time.Hour)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.SetParallelism(16) // 32 goroutines on 2 cores: throughput, not one round trip
+	keys := []string{"user:alice", "addr:10.0.0.1"}
+	b.ReportAllocs()
+	b.SetParallelism(16)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if ok, err := s.FamilyActive(ctx, r.FamilyID); err != nil || !ok {
-				b.Fatal(ok, err)
+			if _, err := s.ThrottleTake(b.Context(), keys, 1<<30, time.Hour); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+func BenchmarkGetAPIToken(b *testing.B) {
+	s := benchStore(b)
+	sum := sha256.Sum256([]byte("secret"))
+	rec := APIToken{ID: "api_token_bench", Owner: "1", SecretHash: sum[:], CreatedAt: time.Now()}
+	if err := s.CreateAPIToken(b.Context(), rec, 10); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetParallelism(16)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.GetAPIToken(b.Context(), rec.ID); err != nil {
+				b.Error(err)
+				return
 			}
 		}
 	})

@@ -2,10 +2,12 @@ package redisstore
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
+	"fmt"
+	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,456 +17,612 @@ import (
 	"github.com/tokend/tokend/redisstore/redistest"
 )
 
-// The conformance suite: every store behaviour, run against the embedded
-// miniredis and a real redis-server (and, in CI, a Redis Cluster).
+// clocks maps the clients of miniredis servers to a function that moves the
+// server's clock forward; for real servers, advance sleeps.
+var clocks sync.Map // redis.UniversalClient → func(time.Duration)
 
-func TestConformanceMiniredis(t *testing.T) {
-	runConformance(t, func(t *testing.T) *Store {
-		s, err := Open(context.Background(), "", Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = s.Close() })
-		return s
+func advance(c redis.UniversalClient, d time.Duration) {
+	if f, ok := clocks.Load(c); ok {
+		f.(func(time.Duration))(d)
+		return
+	}
+	time.Sleep(d)
+}
+
+func newMiniredisClient(t *testing.T) redis.UniversalClient {
+	m := miniredis.RunT(t)
+	var mu sync.Mutex
+	now := time.Now()
+	m.SetTime(now)
+	m.ClockTTL(true) // TTLs follow SetTime, coherently with TIME
+	c := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	t.Cleanup(func() { c.Close() })
+	clocks.Store(redis.UniversalClient(c), func(d time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		now = now.Add(d)
+		m.SetTime(now)
+	})
+	return c
+}
+
+func newRedisClient(t *testing.T) redis.UniversalClient {
+	srv := redistest.Start(t)
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestConformanceMiniredis(t *testing.T) { runConformance(t, newMiniredisClient) }
+
+// TestConformanceCluster runs the suite on one Redis Cluster of three
+// masters (subtests are kept apart by key prefix): Cluster refuses scripts
+// whose keys span slots, and routes pipelines across nodes.
+func TestConformanceCluster(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	runConformance(t, func(t *testing.T) redis.UniversalClient {
+		c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs})
+		t.Cleanup(func() { c.Close() })
+		return c
 	})
 }
 
 func TestConformanceRedis(t *testing.T) {
-	srv := redistest.Start(t)
-	runConformance(t, func(t *testing.T) *Store {
-		s, err := Open(context.Background(), srv.URL, Options{Prefix: "t" + strings.ReplaceAll(t.Name(), "/", ":")})
+	redistest.Binary(t)
+	runConformance(t, newRedisClient)
+}
+
+const hour = time.Hour
+
+// prefixes keeps the subtests' keys apart where they share a server.
+var prefixes atomic.Int64
+
+// runConformance checks the behaviour tokend relies on against one kind of
+// Redis. newClient returns a client for one subtest; subtests may share a
+// server, each store has its own key prefix.
+func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalClient) {
+	newStore := func(t *testing.T) (*Store, redis.UniversalClient) {
+		c := newClient(t)
+		return New(c, Options{Prefix: fmt.Sprintf("tokend%d", prefixes.Add(1))}), c
+	}
+	sess := Session{UserID: "42", ClientID: "1001", Scope: "profile read", AuthTime: 1_700_000_000}
+
+	t.Run("CreateRotate", func(t *testing.T) {
+		s, c := newStore(t)
+		ctx := t.Context()
+		rt, err := s.CreateRefresh(ctx, sess, hour)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = s.Close() })
-		return s
-	})
-}
-
-func runConformance(t *testing.T, newStore func(t *testing.T) *Store) {
-	tests := []struct {
-		name string
-		run  func(t *testing.T, s *Store)
-	}{
-		{"RefreshRotate", testRefreshRotate},
-		{"RefreshReuseInsideGrace", testRefreshReuseInsideGrace},
-		{"RefreshReuseRevokesFamily", testRefreshReuseRevokesFamily},
-		{"RefreshRevoke", testRefreshRevoke},
-		{"RefreshMalformed", testRefreshMalformed},
-		{"RefreshStoredAsHashWithTTL", testRefreshStoredAsHashWithTTL},
-		{"RefreshExpires", testRefreshExpires},
-		{"RefreshConcurrentRotation", testRefreshConcurrentRotation},
-		{"Throttle", testThrottle},
-		{"ThrottleWindow", testThrottleWindow},
-		{"APITokens", testAPITokens},
-		{"APITokenLimit", testAPITokenLimit},
-		{"APITokenExpiry", testAPITokenExpiry},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) { tt.run(t, newStore(t)) })
-	}
-}
-
-var sess = Session{UserID: "7", ClientID: "1001", Scope: "read profile", AuthTime: 1700000000}
-
-func testRefreshRotate(t *testing.T, s *Store) {
-	ctx := context.Background()
-	first, err := s.CreateRefresh(ctx, sess, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	next, got, err := s.RotateRefresh(ctx, first.Token, time.Hour, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if next.Token == first.Token || next.FamilyID != first.FamilyID || got != sess {
-		t.Fatalf("rotate: %+v %+v", next, got)
-	}
-	if active, err := s.FamilyActive(ctx, first.FamilyID); err != nil || !active {
-		t.Fatalf("family active = %v, %v", active, err)
-	}
-	if _, _, err := s.RotateRefresh(ctx, next.Token, time.Hour, 0); err != nil {
-		t.Fatalf("rotating the successor: %v", err)
-	}
-}
-
-func testRefreshReuseInsideGrace(t *testing.T, s *Store) {
-	ctx := context.Background()
-	first, _ := s.CreateRefresh(ctx, sess, time.Hour)
-	a, _, err := s.RotateRefresh(ctx, first.Token, time.Hour, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _, err := s.RotateRefresh(ctx, first.Token, time.Hour, time.Hour)
-	if err != nil {
-		t.Fatalf("second use inside the grace window: %v", err)
-	}
-	if a.Token == b.Token {
-		t.Fatal("both successors are the same token")
-	}
-	for _, tok := range []string{a.Token, b.Token} {
-		if _, _, err := s.RotateRefresh(ctx, tok, time.Hour, 0); err != nil {
-			t.Fatalf("successor: %v", err)
+		if len(rt.Token) < 60 || rt.FamilyID == "" || !strings.HasPrefix(rt.Token, rt.FamilyID+".") {
+			t.Fatalf("issued %+v", rt)
 		}
-	}
-}
-
-func testRefreshReuseRevokesFamily(t *testing.T, s *Store) {
-	ctx := context.Background()
-	first, _ := s.CreateRefresh(ctx, sess, time.Hour)
-	next, _, err := s.RotateRefresh(ctx, first.Token, time.Hour, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, got, err := s.RotateRefresh(ctx, first.Token, time.Hour, 0)
-	if !errors.Is(err, ErrReused) || got.UserID != "7" {
-		t.Fatalf("reuse: %v (%+v), want ErrReused", err, got)
-	}
-	if _, _, err := s.RotateRefresh(ctx, next.Token, time.Hour, 0); !errors.Is(err, ErrRevoked) {
-		t.Fatalf("successor after reuse: %v, want ErrRevoked", err)
-	}
-	if active, _ := s.FamilyActive(ctx, first.FamilyID); active {
-		t.Fatal("family still active after reuse")
-	}
-}
-
-func testRefreshRevoke(t *testing.T, s *Store) {
-	ctx := context.Background()
-	first, _ := s.CreateRefresh(ctx, sess, time.Hour)
-	for range 2 { // idempotent
-		if err := s.RevokeRefresh(ctx, first.Token); err != nil {
+		if d := time.Until(rt.ExpiresAt); d < hour-time.Minute || d > hour {
+			t.Errorf("ExpiresAt in %v, want about 1h", d)
+		}
+		next, got, err := s.RotateRefresh(ctx, rt.Token, 2*hour, 0)
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	if _, _, err := s.RotateRefresh(ctx, first.Token, time.Hour, 0); !errors.Is(err, ErrRevoked) {
-		t.Fatalf("rotate after revoke: %v", err)
-	}
-	if active, err := s.FamilyActive(ctx, first.FamilyID); err != nil || active {
-		t.Fatalf("FamilyActive after revoke = %v, %v", active, err)
-	}
-	if active, err := s.FamilyActive(ctx, NewFamilyID()); err != nil || active {
-		t.Fatalf("FamilyActive(unknown) = %v, %v", active, err)
-	}
-	if err := s.RevokeRefresh(ctx, "garbage"); err != nil {
-		t.Fatalf("revoking garbage: %v", err)
-	}
-}
-
-func testRefreshMalformed(t *testing.T, s *Store) {
-	ctx := context.Background()
-	first, _ := s.CreateRefresh(ctx, sess, time.Hour)
-	fam, secret, _ := strings.Cut(first.Token, ".")
-	for _, tok := range []string{"", "x", fam, fam + ".", first.Token + "A", fam + "." + strings.Repeat("A", len(secret)),
-		strings.Repeat("*", len(fam)) + "." + secret, NewFamilyID() + "." + secret} {
-		if _, _, err := s.RotateRefresh(ctx, tok, time.Hour, 0); !errors.Is(err, ErrNotFound) {
-			t.Errorf("RotateRefresh(%q) = %v, want ErrNotFound", tok, err)
+		if next.Token == rt.Token || next.FamilyID != rt.FamilyID {
+			t.Errorf("successor %+v of %+v: want a new token in the same family", next, rt)
 		}
-	}
-}
-
-// testRefreshStoredAsHashWithTTL scans every key: the token never appears,
-// and nothing is kept without a TTL.
-func testRefreshStoredAsHashWithTTL(t *testing.T, s *Store) {
-	ctx := context.Background()
-	first, _ := s.CreateRefresh(ctx, sess, time.Hour)
-	next, _, _ := s.RotateRefresh(ctx, first.Token, time.Hour, 0)
-	_, secret, _ := strings.Cut(next.Token, ".")
-	keys := scanAll(t, s)
-	if len(keys) < 3 {
-		t.Fatalf("keys %v: expected a family and two tokens", keys)
-	}
-	for _, k := range keys {
-		if strings.Contains(k, secret) {
-			t.Fatalf("token secret in key %q", k)
+		if got != sess {
+			t.Errorf("session = %+v, want %+v", got, sess)
 		}
-		for f, v := range s.rdb.HGetAll(ctx, k).Val() {
-			if strings.Contains(f+v, secret) {
-				t.Fatalf("token secret in %q", k)
+		state, err := c.HGet(ctx, s.keys.refresh(rt.FamilyID, hashToken(rt.Token)), "state").Result()
+		if err != nil || state != "used" {
+			t.Errorf("old token state = %q, %v; want used", state, err)
+		}
+		if pttl := c.PTTL(ctx, s.keys.family(rt.FamilyID)).Val(); pttl <= hour {
+			t.Errorf("family TTL %v, want extended to the newest token's 2h", pttl)
+		}
+		// The successor rotates in turn.
+		if _, _, err := s.RotateRefresh(ctx, next.Token, hour, 0); err != nil {
+			t.Errorf("rotate successor: %v", err)
+		}
+	})
+
+	t.Run("ReuseWithinGrace", func(t *testing.T) {
+		s, _ := newStore(t)
+		ctx := t.Context()
+		rt := mustCreate(t, s, sess)
+		a, _, err := s.RotateRefresh(ctx, rt.Token, hour, hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, got, err := s.RotateRefresh(ctx, rt.Token, hour, hour)
+		if err != nil {
+			t.Fatalf("second rotation within grace: %v", err)
+		}
+		if b.Token == a.Token || got != sess {
+			t.Errorf("second successor %q (first %q), session %+v", b.Token, a.Token, got)
+		}
+		if ok, err := s.FamilyActive(ctx, rt.FamilyID); !ok || err != nil {
+			t.Errorf("FamilyActive = %v, %v; want true", ok, err)
+		}
+		for _, tok := range []string{a.Token, b.Token} {
+			if _, _, err := s.RotateRefresh(ctx, tok, hour, hour); err != nil {
+				t.Errorf("rotate a successor: %v", err)
 			}
 		}
-		if ttl := s.rdb.PTTL(ctx, k).Val(); ttl <= 0 {
-			t.Fatalf("key %q has no TTL (%v)", k, ttl)
+	})
+
+	t.Run("ReuseAfterGrace", func(t *testing.T) {
+		s, _ := newStore(t)
+		ctx := t.Context()
+		rt := mustCreate(t, s, sess)
+		next, _, err := s.RotateRefresh(ctx, rt.Token, hour, 0)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-}
+		_, got, err := s.RotateRefresh(ctx, rt.Token, hour, 0)
+		if !errors.Is(err, ErrReused) {
+			t.Fatalf("reuse: err = %v, want ErrReused", err)
+		}
+		if got != sess {
+			t.Errorf("session with ErrReused = %+v", got)
+		}
+		if _, _, err := s.RotateRefresh(ctx, next.Token, hour, 0); !errors.Is(err, ErrRevoked) {
+			t.Errorf("successor after reuse: err = %v, want ErrRevoked", err)
+		}
+		if ok, err := s.FamilyActive(ctx, rt.FamilyID); ok || err != nil {
+			t.Errorf("FamilyActive = %v, %v; want false", ok, err)
+		}
+	})
 
-func testRefreshExpires(t *testing.T, s *Store) {
-	ctx := context.Background()
-	first, _ := s.CreateRefresh(ctx, sess, 300*time.Millisecond)
-	time.Sleep(600 * time.Millisecond)
-	if _, _, err := s.RotateRefresh(ctx, first.Token, time.Hour, 0); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("expired token: %v, want ErrNotFound", err)
-	}
-	if n := len(scanAll(t, s)); n != 0 {
-		t.Fatalf("%d keys left after expiry", n)
-	}
-}
+	t.Run("Revoke", func(t *testing.T) {
+		s, _ := newStore(t)
+		ctx := t.Context()
+		rt := mustCreate(t, s, sess)
+		other := mustCreate(t, s, sess)
+		for range 2 { // idempotent
+			if err := s.RevokeRefresh(ctx, rt.Token); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, _, err := s.RotateRefresh(ctx, rt.Token, hour, hour); !errors.Is(err, ErrRevoked) {
+			t.Errorf("rotate revoked: err = %v, want ErrRevoked", err)
+		}
+		if err := s.RevokeFamily(ctx, other.FamilyID); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.RotateRefresh(ctx, other.Token, hour, hour); !errors.Is(err, ErrRevoked) {
+			t.Errorf("rotate after RevokeFamily: err = %v, want ErrRevoked", err)
+		}
+		for _, tok := range []string{"", "garbage", "a.b", NewFamilyID() + "." + strings.Repeat("A", 43)} {
+			if err := s.RevokeRefresh(ctx, tok); err != nil {
+				t.Errorf("RevokeRefresh(%q) = %v, want nil", tok, err)
+			}
+		}
+		for _, fam := range []string{"", "x{y}", NewFamilyID()} {
+			if err := s.RevokeFamily(ctx, fam); err != nil {
+				t.Errorf("RevokeFamily(%q) = %v, want nil", fam, err)
+			}
+		}
+	})
 
-// testRefreshConcurrentRotation: of 50 rotations of one token, exactly one
-// wins; the others see reuse or a revoked family.
-func testRefreshConcurrentRotation(t *testing.T, s *Store) {
-	ctx := context.Background()
-	first, _ := s.CreateRefresh(ctx, sess, time.Hour)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	wins, losses := 0, 0
-	for range 50 {
-		wg.Go(func() {
-			_, _, err := s.RotateRefresh(ctx, first.Token, time.Hour, 0)
-			mu.Lock()
-			defer mu.Unlock()
+	t.Run("FamilyActive", func(t *testing.T) {
+		s, _ := newStore(t)
+		ctx := t.Context()
+		rt := mustCreate(t, s, sess)
+		for fam, want := range map[string]bool{rt.FamilyID: true, NewFamilyID(): false, "": false, "{x}": false} {
+			if got, err := s.FamilyActive(ctx, fam); got != want || err != nil {
+				t.Errorf("FamilyActive(%q) = %v, %v; want %v", fam, got, err, want)
+			}
+		}
+	})
+
+	t.Run("NotFound", func(t *testing.T) {
+		s, _ := newStore(t)
+		ctx := t.Context()
+		rt := mustCreate(t, s, sess)
+		for _, tok := range []string{
+			"", "garbage", rt.FamilyID, rt.Token + "x", rt.Token[:len(rt.Token)-1] + "!",
+			rt.FamilyID + "." + strings.Repeat("A", 43), // right family, wrong secret
+			NewFamilyID() + "." + strings.Repeat("A", 43),
+		} {
+			if _, _, err := s.RotateRefresh(ctx, tok, hour, hour); !errors.Is(err, ErrNotFound) {
+				t.Errorf("RotateRefresh(%q): err = %v, want ErrNotFound", tok, err)
+			}
+		}
+		if _, _, err := s.RotateRefresh(ctx, rt.Token, hour, hour); err != nil {
+			t.Errorf("failed attempts must not harm the real token: %v", err)
+		}
+	})
+
+	t.Run("OnlyHashesStored", func(t *testing.T) {
+		s, c := newStore(t)
+		ctx := t.Context()
+		var secrets []string
+		rt := mustCreate(t, s, sess)
+		secrets = append(secrets, rt.Token, strings.TrimPrefix(rt.Token, rt.FamilyID+"."))
+		tok := rt.Token
+		for range 3 {
+			next, _, err := s.RotateRefresh(ctx, tok, hour, hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tok = next.Token
+			secrets = append(secrets, tok, strings.TrimPrefix(tok, rt.FamilyID+"."))
+		}
+		if _, err := s.ThrottleTake(ctx, []string{"user:alice-secret-name", "addr:10.9.8.7"}, 3, hour); err != nil {
+			t.Fatal(err)
+		}
+		secrets = append(secrets, "alice-secret-name", "10.9.8.7")
+		dump := dumpAll(t, c, s.keys.prefix)
+		for _, sec := range secrets {
+			if strings.Contains(dump, sec) {
+				t.Errorf("%q is stored in plain text:\n%s", sec, dump)
+			}
+		}
+	})
+
+	t.Run("TTLOnEveryKey", func(t *testing.T) {
+		s, c := newStore(t)
+		ctx := t.Context()
+		rt := mustCreate(t, s, sess)
+		next, _, err := s.RotateRefresh(ctx, rt.Token, hour, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.RotateRefresh(ctx, rt.Token, hour, 0); !errors.Is(err, ErrReused) {
+			t.Fatal(err)
+		}
+		_ = next
+		other := mustCreate(t, s, sess)
+		if err := s.RevokeRefresh(ctx, other.Token); err != nil {
+			t.Fatal(err)
+		}
+		// Operations on what does not exist must not create keys without TTL.
+		_ = s.RevokeFamily(ctx, NewFamilyID())
+		_, _ = s.FamilyActive(ctx, NewFamilyID())
+		_, _, _ = s.RotateRefresh(ctx, NewFamilyID()+"."+strings.Repeat("A", 43), hour, 0)
+		if _, err := s.ThrottleTake(ctx, []string{"user:bob", "addr:1.2.3.4"}, 3, hour); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.ThrottleForgive(ctx, []string{"user:nobody", "addr:5.6.7.8", "addr:1.2.3.4"}); err != nil {
+			t.Fatal(err)
+		}
+		keys := allKeys(t, c, s.keys.prefix)
+		if len(keys) < 6 {
+			t.Fatalf("only %d keys: %q", len(keys), keys)
+		}
+		for _, k := range keys {
+			if d := c.PTTL(ctx, k).Val(); d <= 0 {
+				t.Errorf("key %s has PTTL %v, want a TTL", k, d)
+			}
+		}
+	})
+
+	t.Run("RefreshExpiry", func(t *testing.T) {
+		t.Parallel()
+		s, c := newStore(t)
+		ctx := t.Context()
+		rt, err := s.CreateRefresh(ctx, sess, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		advance(c, 1100*time.Millisecond)
+		if _, _, err := s.RotateRefresh(ctx, rt.Token, hour, hour); !errors.Is(err, ErrNotFound) {
+			t.Errorf("expired token: err = %v, want ErrNotFound", err)
+		}
+		if ok, err := s.FamilyActive(ctx, rt.FamilyID); ok || err != nil {
+			t.Errorf("FamilyActive of expired family = %v, %v", ok, err)
+		}
+		if keys := allKeys(t, c, s.keys.prefix); len(keys) != 0 {
+			t.Errorf("keys left after expiry: %q", keys)
+		}
+	})
+
+	t.Run("ConcurrentRotation", func(t *testing.T) {
+		s, _ := newStore(t)
+		ctx := t.Context()
+		rt := mustCreate(t, s, sess)
+		const n = 50
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				_, _, errs[i] = s.RotateRefresh(ctx, rt.Token, hour, 0)
+			})
+		}
+		close(start)
+		wg.Wait()
+		var ok, reused, revoked int
+		for _, err := range errs {
 			switch {
 			case err == nil:
-				wins++
-			case errors.Is(err, ErrReused), errors.Is(err, ErrRevoked):
-				losses++
+				ok++
+			case errors.Is(err, ErrReused):
+				reused++
+			case errors.Is(err, ErrRevoked):
+				revoked++
 			default:
-				t.Errorf("unexpected error %v", err)
+				t.Errorf("unexpected error: %v", err)
 			}
-		})
-	}
-	wg.Wait()
-	if wins != 1 || losses != 49 {
-		t.Fatalf("wins %d, losses %d; want 1 and 49", wins, losses)
-	}
-}
-
-func testThrottle(t *testing.T, s *Store) {
-	ctx := context.Background()
-	keys := []string{"user:alice", "addr:10.0.0.1"}
-	for i := range 3 {
-		ok, err := s.ThrottleTake(ctx, keys, 3, time.Minute)
-		if err != nil || !ok {
-			t.Fatalf("attempt %d: %v %v", i+1, ok, err)
 		}
-	}
-	if ok, _ := s.ThrottleTake(ctx, keys, 3, time.Minute); ok {
-		t.Fatal("4th attempt allowed")
-	}
-	// Another user from another address is unaffected.
-	if ok, _ := s.ThrottleTake(ctx, []string{"user:bob", "addr:10.0.0.2"}, 3, time.Minute); !ok {
-		t.Fatal("unrelated keys throttled")
-	}
-	// Forgiving clears the user and takes one attempt off the address.
-	if err := s.ThrottleForgive(ctx, keys); err != nil {
-		t.Fatal(err)
-	}
-	if ok, _ := s.ThrottleTake(ctx, []string{"user:alice"}, 1, time.Minute); !ok {
-		t.Fatal("user counter not cleared")
-	}
-	// Four attempts were counted (the refused one too); one is forgiven.
-	if ok, _ := s.ThrottleTake(ctx, []string{"addr:10.0.0.1"}, 3, time.Minute); ok {
-		t.Fatal("address counter cleared instead of decremented")
-	}
-	for _, k := range scanAll(t, s) {
-		if strings.Contains(k, "alice") || strings.Contains(k, "10.0.0.1") {
-			t.Fatalf("user input in key name %q", k)
+		if ok != 1 || reused+revoked != n-1 {
+			t.Errorf("%d rotations: %d succeeded, %d ErrReused, %d ErrRevoked; want exactly 1 success", n, ok, reused, revoked)
 		}
-	}
-}
+	})
 
-func testThrottleWindow(t *testing.T, s *Store) {
-	ctx := context.Background()
-	keys := []string{"user:w"}
-	s.ThrottleTake(ctx, keys, 1, 300*time.Millisecond)
-	if ok, _ := s.ThrottleTake(ctx, keys, 1, 300*time.Millisecond); ok {
-		t.Fatal("2nd attempt allowed inside the window")
-	}
-	time.Sleep(600 * time.Millisecond)
-	if ok, err := s.ThrottleTake(ctx, keys, 1, 300*time.Millisecond); err != nil || !ok {
-		t.Fatalf("after the window: %v %v", ok, err)
-	}
-}
+	t.Run("Throttle", func(t *testing.T) {
+		s, _ := newStore(t)
+		ctx := t.Context()
+		user, addr := "user:alice", "addr:10.0.0.1"
+		take := func(want bool, keys ...string) {
+			t.Helper()
+			got, err := s.ThrottleTake(ctx, keys, 3, hour)
+			if err != nil || got != want {
+				t.Fatalf("ThrottleTake(%q) = %v, %v; want %v", keys, got, err, want)
+			}
+		}
+		for range 3 {
+			take(true, user, addr)
+		}
+		take(false, user, addr)
+		take(true, "user:bob") // other counters are untouched
+		take(false, addr)      // the address alone is over the limit too
 
-func apiRec(id, owner string, expires time.Time) APIToken {
-	sum := sha256.Sum256([]byte("secret-" + id))
-	return APIToken{ID: id, Owner: owner, Name: "n-" + id, SecretHash: sum[:], CreatedAt: time.Now().Truncate(time.Second), ExpiresAt: expires}
-}
-
-func testAPITokens(t *testing.T, s *Store) {
-	ctx := context.Background()
-	a := apiRec("api_token_a", "7", time.Time{})
-	b := apiRec("api_token_b", "8", time.Time{})
-	for _, r := range []APIToken{a, b} {
-		if err := s.CreateAPIToken(ctx, r, 10); err != nil {
+		// Forgive: the username's counter goes, the address's drops by one.
+		if err := s.ThrottleForgive(ctx, []string{user, addr}); err != nil {
 			t.Fatal(err)
 		}
-	}
-	got, err := s.GetAPIToken(ctx, a.ID)
-	if err != nil || got.Owner != "7" || string(got.SecretHash) != string(a.SecretHash) || !got.CreatedAt.Equal(a.CreatedAt) || !got.ExpiresAt.IsZero() {
-		t.Fatalf("get: %+v %v", got, err)
-	}
-	if _, err := s.GetAPIToken(ctx, "api_token_zz"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("unknown: %v", err)
-	}
-	used := time.Now().Truncate(time.Second)
-	if err := s.TouchAPITokens(ctx, map[string]time.Time{a.ID: used, "api_token_gone": used}); err != nil {
-		t.Fatal(err)
-	}
-	list, err := s.ListAPITokens(ctx, "7")
-	if err != nil || len(list) != 1 || list[0].ID != a.ID || !list[0].LastUsedAt.Equal(used) {
-		t.Fatalf("list: %+v %v", list, err)
-	}
-	if n := s.rdb.Exists(ctx, s.keys.apiToken("api_token_gone")).Val(); n != 0 {
-		t.Fatal("touch recreated a missing token")
-	}
-	if err := s.DeleteAPIToken(ctx, "8", a.ID); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("delete by another owner: %v", err)
-	}
-	if ok, _ := s.APITokenActive(ctx, a.ID); !ok {
-		t.Fatal("token gone after a foreign delete attempt")
-	}
-	if err := s.DeleteAPIToken(ctx, "7", a.ID); err != nil {
-		t.Fatal(err)
-	}
-	if ok, err := s.APITokenActive(ctx, a.ID); err != nil || ok {
-		t.Fatalf("active after delete: %v %v", ok, err)
-	}
-	if list, _ := s.ListAPITokens(ctx, "7"); len(list) != 0 {
-		t.Fatalf("listed after delete: %+v", list)
-	}
-}
+		take(true, user)  // user 1
+		take(false, addr) // addr 5-1+1 = 5
+		for range 5 {
+			if err := s.ThrottleForgive(ctx, []string{"user:x", addr}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		take(true, addr) // never below zero: 0+1
+		take(true, addr)
+		take(true, addr)
+		take(false, addr)
+		if ok, err := s.ThrottleTake(ctx, nil, 0, hour); !ok || err != nil {
+			t.Errorf("ThrottleTake(no keys) = %v, %v", ok, err)
+		}
+		if err := s.ThrottleForgive(ctx, nil); err != nil {
+			t.Errorf("ThrottleForgive(no keys) = %v", err)
+		}
+	})
 
-func testAPITokenLimit(t *testing.T, s *Store) {
-	ctx := context.Background()
-	for _, id := range []string{"api_token_1", "api_token_2"} {
-		if err := s.CreateAPIToken(ctx, apiRec(id, "7", time.Time{}), 2); err != nil {
+	t.Run("ThrottleWindow", func(t *testing.T) {
+		t.Parallel()
+		s, c := newStore(t)
+		ctx := t.Context()
+		keys := []string{"user:carol", "addr:10.0.0.2"}
+		for i := range 4 {
+			ok, err := s.ThrottleTake(ctx, keys, 3, time.Second)
+			if err != nil || ok != (i < 3) {
+				t.Fatalf("attempt %d: %v, %v", i+1, ok, err)
+			}
+		}
+		advance(c, 1100*time.Millisecond)
+		if ok, err := s.ThrottleTake(ctx, keys, 3, time.Second); !ok || err != nil {
+			t.Errorf("after the window: %v, %v; want allowed", ok, err)
+		}
+	})
+
+	t.Run("ScriptCacheFlushed", func(t *testing.T) {
+		s, c := newStore(t)
+		ctx := t.Context()
+		rt := mustCreate(t, s, sess)
+		if err := c.ScriptFlush(ctx).Err(); err != nil {
 			t.Fatal(err)
 		}
-	}
-	if err := s.CreateAPIToken(ctx, apiRec("api_token_3", "7", time.Time{}), 2); !errors.Is(err, ErrLimit) {
-		t.Fatalf("third token: %v, want ErrLimit", err)
-	}
-	if err := s.DeleteAPIToken(ctx, "7", "api_token_1"); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.CreateAPIToken(ctx, apiRec("api_token_3", "7", time.Time{}), 2); err != nil {
-		t.Fatalf("after a delete: %v", err)
-	}
+		if _, _, err := s.RotateRefresh(ctx, rt.Token, hour, 0); err != nil {
+			t.Errorf("rotate after SCRIPT FLUSH: %v", err)
+		}
+		if err := c.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := s.ThrottleTake(ctx, []string{"user:a", "addr:b"}, 3, hour); !ok || err != nil {
+			t.Errorf("pipelined scripts after SCRIPT FLUSH: %v, %v", ok, err)
+		}
+	})
+
+	t.Run("Prefix", func(t *testing.T) {
+		if p := New(newClient(t), Options{}).keys.prefix; p != "tokend" {
+			t.Errorf("default prefix %q", p)
+		}
+		s, c := newStore(t)
+		rt := mustCreate(t, s, sess)
+		if keys := allKeys(t, c, s.keys.prefix); len(keys) != 2 {
+			t.Errorf("keys under %s: %q, want family and token", s.keys.prefix, keys)
+		}
+		if n := c.Exists(t.Context(), "tokend:rt:{"+rt.FamilyID+"}:family").Val(); n != 0 {
+			t.Error("a store with a prefix wrote under the default one")
+		}
+	})
+
+	t.Run("APITokens", func(t *testing.T) {
+		s, _ := newStore(t)
+		ctx := t.Context()
+		now := time.Unix(time.Now().Unix(), 0)
+		rec := APIToken{ID: "api_token_01h455vb4pex5vsknk084sn02q", Owner: "42", Name: "ci", SecretHash: []byte{1, 2, 3}, CreatedAt: now}
+		if err := s.CreateAPIToken(ctx, rec, 2); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.GetAPIToken(ctx, rec.ID)
+		if err != nil || got.Owner != "42" || got.Name != "ci" || string(got.SecretHash) != "\x01\x02\x03" || !got.CreatedAt.Equal(now) {
+			t.Fatalf("GetAPIToken = %+v, %v", got, err)
+		}
+		if ok, err := s.APITokenActive(ctx, rec.ID); !ok || err != nil {
+			t.Errorf("APITokenActive = %v, %v", ok, err)
+		}
+		rec2 := rec
+		rec2.ID, rec2.ExpiresAt = "api_token_01h455vb4pex5vsknk084sn02r", now.Add(hour)
+		if err := s.CreateAPIToken(ctx, rec2, 2); err != nil {
+			t.Fatal(err)
+		}
+		rec3 := rec
+		rec3.ID = "api_token_01h455vb4pex5vsknk084sn02s"
+		if err := s.CreateAPIToken(ctx, rec3, 2); !errors.Is(err, ErrLimit) {
+			t.Errorf("third token with max 2: err = %v, want ErrLimit", err)
+		}
+		if err := s.TouchAPITokens(ctx, map[string]time.Time{rec.ID: now.Add(time.Minute), "api_token_gone": now}); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := s.GetAPIToken(ctx, rec.ID); !got.LastUsedAt.Equal(now.Add(time.Minute)) {
+			t.Errorf("LastUsedAt = %v", got.LastUsedAt)
+		}
+		if _, err := s.GetAPIToken(ctx, "api_token_gone"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("touch must not create records: %v", err)
+		}
+		list, err := s.ListAPITokens(ctx, "42")
+		if err != nil || len(list) != 2 {
+			t.Errorf("ListAPITokens = %d records, %v", len(list), err)
+		}
+		if err := s.DeleteAPIToken(ctx, "43", rec.ID); !errors.Is(err, ErrNotFound) {
+			t.Errorf("delete by another owner: %v, want ErrNotFound", err)
+		}
+		if err := s.DeleteAPIToken(ctx, "42", rec.ID); err != nil {
+			t.Fatal(err)
+		}
+		if ok, _ := s.APITokenActive(ctx, rec.ID); ok {
+			t.Error("deleted token still active")
+		}
+		if err := s.CreateAPIToken(ctx, rec3, 2); err != nil {
+			t.Errorf("create after a delete freed a place: %v", err)
+		}
+		for _, id := range []string{"", "{x}", "a b"} {
+			if _, err := s.GetAPIToken(ctx, id); !errors.Is(err, ErrNotFound) {
+				t.Errorf("GetAPIToken(%q) = %v", id, err)
+			}
+		}
+	})
+
+	t.Run("APITokenExpiry", func(t *testing.T) {
+		t.Parallel()
+		s, c := newStore(t)
+		ctx := t.Context()
+		next := time.Unix(time.Now().Unix()+1, 0) // EXPIREAT has one-second resolution
+		rec := APIToken{ID: "api_token_e", Owner: "7", SecretHash: []byte{1}, CreatedAt: time.Now(), ExpiresAt: next}
+		if err := s.CreateAPIToken(ctx, rec, 1); err != nil {
+			t.Fatal(err)
+		}
+		if d := c.PTTL(ctx, s.keys.apiToken(rec.ID)).Val(); d <= 0 || d > time.Second {
+			t.Errorf("record PTTL %v, want until its expiry", d)
+		}
+		advance(c, 1100*time.Millisecond)
+		if _, err := s.GetAPIToken(ctx, rec.ID); !errors.Is(err, ErrNotFound) {
+			t.Errorf("expired API token: %v, want ErrNotFound", err)
+		}
+		// The expired token no longer counts against the limit of 1.
+		rec.ID, rec.ExpiresAt = "api_token_f", time.Time{}
+		if err := s.CreateAPIToken(ctx, rec, 1); err != nil {
+			t.Errorf("create after expiry: %v", err)
+		}
+	})
+
+	t.Run("Unavailable", func(t *testing.T) {
+		c := redis.NewClient(&redis.Options{Addr: closedAddr(t), DialTimeout: dialTimeout, ReadTimeout: ioTimeout,
+			WriteTimeout: ioTimeout, PoolTimeout: poolTimeout, MaxRetries: maxRetries, DialerRetries: 1})
+		defer c.Close()
+		s := New(c, Options{})
+		ctx := t.Context()
+		tok := NewFamilyID() + "." + strings.Repeat("A", 43)
+		checks := map[string]func() error{
+			"Ping":          func() error { return s.Ping(ctx) },
+			"CreateRefresh": func() error { _, err := s.CreateRefresh(ctx, sess, hour); return err },
+			"RotateRefresh": func() error { _, _, err := s.RotateRefresh(ctx, tok, hour, 0); return err },
+			"RevokeRefresh": func() error { return s.RevokeRefresh(ctx, tok) },
+			"FamilyActive":  func() error { _, err := s.FamilyActive(ctx, NewFamilyID()); return err },
+			"ThrottleTake": func() error {
+				_, err := s.ThrottleTake(ctx, []string{"user:a", "addr:b"}, 3, hour)
+				return err
+			},
+			"ThrottleForgive": func() error { return s.ThrottleForgive(ctx, []string{"user:a", "addr:b"}) },
+		}
+		for name, f := range checks {
+			if err := f(); !errors.Is(err, ErrUnavailable) || !IsUnavailable(err) {
+				t.Errorf("%s: err = %v, want ErrUnavailable", name, err)
+			}
+		}
+		// A deadline while talking to Redis is unavailability too.
+		dctx, cancel := context.WithTimeout(ctx, -time.Second)
+		defer cancel()
+		live := New(newClient(t), Options{})
+		if err := live.Ping(dctx); !errors.Is(err, ErrUnavailable) {
+			t.Errorf("Ping with expired context: %v, want ErrUnavailable", err)
+		}
+	})
+
+	t.Run("OpenURL", testOpenURL)
 }
 
-func testAPITokenExpiry(t *testing.T, s *Store) {
-	ctx := context.Background()
-	r := apiRec("api_token_e", "7", time.Now().Add(1500*time.Millisecond))
-	if err := s.CreateAPIToken(ctx, r, 1); err != nil {
-		t.Fatal(err)
-	}
-	if ttl := s.rdb.TTL(ctx, s.keys.apiToken(r.ID)).Val(); ttl <= 0 || ttl > 2*time.Second {
-		t.Fatalf("record TTL %v", ttl)
-	}
-	time.Sleep(2100 * time.Millisecond)
-	if _, err := s.GetAPIToken(ctx, r.ID); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("expired token: %v", err)
-	}
-	// The expired token no longer counts against the limit of 1.
-	if err := s.CreateAPIToken(ctx, apiRec("api_token_f", "7", time.Time{}), 1); err != nil {
-		t.Fatalf("create after expiry: %v", err)
-	}
-}
-
-func scanAll(t *testing.T, s *Store) []string {
+func mustCreate(t *testing.T, s *Store, sess Session) IssuedRefresh {
 	t.Helper()
-	var keys []string
-	iter := s.rdb.Scan(context.Background(), 0, s.keys.prefix+":*", 100).Iterator()
-	for iter.Next(context.Background()) {
-		keys = append(keys, iter.Val())
+	rt, err := s.CreateRefresh(t.Context(), sess, hour)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err := iter.Err(); err != nil {
+	return rt
+}
+
+// allKeys lists the keys under prefix, on every node.
+func allKeys(t *testing.T, c redis.UniversalClient, prefix string) []string {
+	t.Helper()
+	var (
+		mu   sync.Mutex
+		keys []string
+	)
+	scan := func(ctx context.Context, c redis.Cmdable) error {
+		iter := c.Scan(ctx, 0, prefix+":*", 100).Iterator()
+		for iter.Next(ctx) {
+			mu.Lock()
+			keys = append(keys, iter.Val())
+			mu.Unlock()
+		}
+		return iter.Err()
+	}
+	var err error
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(t.Context(), func(ctx context.Context, n *redis.Client) error { return scan(ctx, n) })
+	} else {
+		err = scan(t.Context(), c)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	return keys
 }
 
-func TestUnavailable(t *testing.T) {
-	m := miniredis.RunT(t)
-	addr := m.Addr()
-	m.Close() // nothing listens there now
-	s, err := Open(context.Background(), "redis://"+addr+"/0", Options{})
+// dumpAll renders every key and value.
+func dumpAll(t *testing.T, c redis.UniversalClient, prefix string) string {
+	t.Helper()
+	ctx := t.Context()
+	var b strings.Builder
+	for _, k := range allKeys(t, c, prefix) {
+		b.WriteString(k + " =")
+		switch typ := c.Type(ctx, k).Val(); typ {
+		case "string":
+			b.WriteString(" " + c.Get(ctx, k).Val())
+		case "hash":
+			for f, v := range c.HGetAll(ctx, k).Val() {
+				b.WriteString(" " + f + ":" + v)
+			}
+		case "zset":
+			b.WriteString(" " + strings.Join(c.ZRange(ctx, k, 0, -1).Val(), " "))
+		default:
+			t.Errorf("key %s of unexpected type %s", k, typ)
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// closedAddr is a loopback address where nothing listens.
+func closedAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
-	ctx := context.Background()
-	if err := s.Ping(ctx); !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("Ping: %v, want ErrUnavailable", err)
-	}
-	if _, err := s.CreateRefresh(ctx, sess, time.Hour); !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("CreateRefresh: %v", err)
-	}
-	if _, err := s.ThrottleTake(ctx, []string{"x"}, 1, time.Minute); !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("ThrottleTake: %v", err)
-	}
-}
-
-func TestRecoverAfterRestart(t *testing.T) {
-	srv := redistest.Start(t, "--appendonly", "yes", "--appendfsync", "always")
-	s, err := Open(context.Background(), srv.URL, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	ctx := context.Background()
-	first, err := s.CreateRefresh(ctx, sess, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Stop()
-	start := time.Now()
-	if _, _, err := s.RotateRefresh(ctx, first.Token, time.Hour, 0); !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("rotate while down: %v", err)
-	}
-	if d := time.Since(start); d > 10*time.Second {
-		t.Fatalf("failing took %v; calls must fail fast", d)
-	}
-	srv.Restart()
-	// The same Store recovers, and the token acknowledged before the crash
-	// survived it (AOF).
-	if _, _, err := s.RotateRefresh(ctx, first.Token, time.Hour, 0); err != nil {
-		t.Fatalf("after restart: %v", err)
-	}
-}
-
-func TestOpenURLs(t *testing.T) {
-	ctx := context.Background()
-	for url, want := range map[string]string{
-		"redis://127.0.0.1:1/0":                     "*redis.Client",
-		"rediss://user:pw@127.0.0.1:1/0":            "*redis.Client",
-		"unix:///tmp/none.sock":                     "*redis.Client",
-		"redis+cluster://127.0.0.1:1,127.0.0.1:2":   "*redis.ClusterClient",
-		"rediss+cluster://u:p@127.0.0.1:1/":         "*redis.ClusterClient",
-		"redis+cluster://127.0.0.1:1,127.0.0.1:2/?": "*redis.ClusterClient",
-	} {
-		s, err := Open(ctx, url, Options{})
-		if err != nil {
-			t.Errorf("Open(%q): %v", url, err)
-			continue
-		}
-		if got := typeName(s.Client()); got != want {
-			t.Errorf("Open(%q) made %s, want %s", url, got, want)
-		}
-		s.Close()
-	}
-	for _, url := range []string{"http://x", "redis+cluster://", "redis+cluster://a:1,,b:2", "nonsense", "redis://:pw@[bad"} {
-		if s, err := Open(ctx, url, Options{}); err == nil {
-			s.Close()
-			t.Errorf("Open(%q) succeeded", url)
-		} else if strings.Contains(err.Error(), "pw") {
-			t.Errorf("Open(%q) error leaks the password: %v", url, err)
-		}
-	}
-	c, _ := Open(ctx, "redis+cluster://127.0.0.1:1,127.0.0.1:2,127.0.0.1:3", Options{})
-	defer c.Close()
-	if addrs := c.Client().(*redis.ClusterClient).Options().Addrs; len(addrs) != 3 {
-		t.Fatalf("cluster addrs %v", addrs)
-	}
-}
-
-func typeName(v any) string {
-	switch v.(type) {
-	case *redis.Client:
-		return "*redis.Client"
-	case *redis.ClusterClient:
-		return "*redis.ClusterClient"
-	}
-	return "other"
+	addr := l.Addr().String()
+	l.Close()
+	return addr
 }

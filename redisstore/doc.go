@@ -1,35 +1,58 @@
-// Package redisstore is the only package that speaks Redis. It keeps
-// refresh-token families, login throttles and API tokens (and, as services
-// land, authorization codes and M2M tokens), with every operation that must
-// not race done as one Lua script or one atomic command.
+// Package redisstore is the only package of tokend that speaks Redis: refresh
+// tokens and their families, login throttling and API token records.
 //
-// Open connects to redis://, rediss://, unix:// or Redis Cluster
-// (redis+cluster://host1:port1,host2:port2), or runs an embedded miniredis
-// when no URL is given. Connection failures are reported as ErrUnavailable;
-// go-redis reconnects by itself when Redis returns.
+// A Store works over one Redis server, a Redis Cluster, or an embedded
+// in-memory miniredis (Open with an empty URL, for development). Every
+// operation that must not race is one Lua script or one atomic command, never
+// a read-then-write from Go; keys that one script touches share a hash tag,
+// so Cluster works. Scripts live in the *.lua files beside this one, each
+// with a comment naming its KEYS, ARGV and return codes; TTLs are set inside
+// them. Secrets are stored only as SHA-256 hashes, and user input never
+// shapes a key: names typed by users are hashed, ids tokend made are
+// validated.
+//
+// Errors are sentinels checked with errors.Is: ErrNotFound (redis.Nil never
+// leaves the package), ErrReused, ErrRevoked, ErrLimit, and ErrUnavailable,
+// which wraps every failure to reach Redis so that callers can answer
+// "unavailable" and retry. Timeouts are short, so calls fail fast while
+// Redis is away, and go-redis reconnects by itself when it returns.
 //
 // # Key schema
 //
-// Every key starts with the prefix ("tokend"). The part in {braces} is the
-// Redis Cluster hash tag: keys that one script touches share it. User input
-// (usernames, addresses, owners) is hashed before it becomes part of a key.
+// P is Options.Prefix ("tokend" by default); {braces} mark the hash tag.
+// fam is a refresh-token family id (22 base64url characters, random),
+// sha256(token) the hex SHA-256 of a refresh token, h(x) the first 16 bytes of
+// SHA-256(x) in hex.
 //
-//	key                                   type    TTL                          written by
-//	tokend:rt:{<family>}:family           hash    newest token's lifetime      CreateRefresh, RotateRefresh, RevokeFamily
-//	  user, client, scope, auth_time, revoked ("0"/"1")
-//	tokend:rt:{<family>}:t:<sha256>       hash    tokens.refresh_ttl           CreateRefresh, RotateRefresh
-//	  state ("active"/"used"), used_at (unix ms)
-//	tokend:throttle:{<sha256(name)>}      string  login_throttle.window        ThrottleTake, ThrottleForgive
-//	  attempts counted in the window (name: "user:<lower-case username>" or "addr:<ip>")
-//	tokend:apitok:{<id>}                  hash    until expiry (none if none)  CreateAPIToken, DeleteAPIToken, TouchAPITokens
-//	  owner, name, secret_hash (hex sha256 of the secret), created, expires, last_used (unix s)
-//	tokend:apitok:owner:{<sha256(owner)>} zset    none (pruned on list/create) CreateAPIToken, DeleteAPIToken
-//	  API token ids scored by creation time; at most 100 per owner
+//	key                          type    TTL                                written by
+//	---------------------------  ------  ---------------------------------  ------------------------------------
+//	P:rt:{fam}:family            HASH    as long as the family's newest     CreateRefresh, RotateRefresh,
+//	                                     token (rotation extends it)        RevokeRefresh, RevokeFamily
+//	  fields: user, client, scope, auth_time (unix s), created (unix s), revoked ("0"/"1")
+//	P:rt:{fam}:t:sha256(token)   HASH    the token's lifetime (kept after   CreateRefresh, RotateRefresh
+//	                                     use, to detect reuse)
+//	  fields: state ("active"/"used"), used_at (unix ms, Redis clock)
+//	P:throttle:{h(name)}         STRING  the throttle window, from the      ThrottleTake, ThrottleForgive
+//	                                     first attempt
+//	  value: attempts in the window (name: e.g. "user:alice", "addr:10.0.0.1")
+//	P:apitok:{id}                HASH    until the token expires; none      CreateAPIToken, TouchAPITokens,
+//	                                     for tokens without expiry          DeleteAPIToken
+//	  fields: owner, name, secret_hash (hex SHA-256), created, expires (0 = never), last_used (unix s, 0 = never)
+//	P:apitok:owner:{h(owner)}    ZSET    none; members whose record is      CreateAPIToken, ListAPITokens,
+//	                                     gone are pruned on list/create     DeleteAPIToken
+//	  members: the owner's API token ids, scored by creation time (unix s)
 //
-// A refresh token is "<family>.<secret>" (128 + 256 random bits, base64url):
-// the family names the hash tag, so a rotation touches one slot. Only the
-// token's SHA-256 is stored. Secrets (refresh tokens, API token secrets) are
-// high-entropy random strings, so a fast hash is the right one; passwords
-// and client secrets are hashed with bcrypt/argon2id (package passhash) and
-// never reach Redis at all.
+// The scripts behind those methods: create_refresh.lua, rotate_refresh.lua,
+// revoke_family.lua, throttle_take.lua, throttle_forgive.lua, apitoken_*.lua.
+//
+// A refresh token is "<fam>.<secret>" (secret: 256 random bits, base64url):
+// the family id in the token is what lets a token's key and its family's key
+// share a hash tag. Refresh and throttle keys always carry a TTL, so storage
+// does not grow without bound; API tokens without expiry live until deleted.
+// Refresh tokens and API token secrets are high-entropy random strings, so a
+// fast hash (SHA-256) is the right one; passwords and client secrets never
+// reach Redis.
+//
+// Scripts read the clock with TIME (Redis' clock, the same for every tokend
+// instance), which needs Redis 5 or later (effects replication).
 package redisstore

@@ -5,33 +5,43 @@ import (
 	"encoding/hex"
 )
 
-// keys builds every key tokend writes. The part in {braces} is the Redis
-// Cluster hash tag: keys one script touches together share it, so they land
-// in one slot. User input never shapes a key directly: it is hashed first.
+// keys builds every key tokend writes; nothing else in the package spells a
+// key. The part in {braces} is the Redis Cluster hash tag: keys that one
+// script or transaction touches together share it, so they land in one slot.
+// User input never shapes a key directly: it is validated (ids tokend made)
+// or hashed first (names typed by users).
+//
+// The schema table in doc.go lists the same keys; keep the two in step.
 type keys struct{ prefix string }
 
-// family: HASH user, client, scope, auth_time, revoked ("0"/"1").
-// TTL: the lifetime of the family's newest refresh token.
+// family: HASH user, client, scope, auth_time (unix s), created (unix s),
+// revoked ("0"/"1"). TTL: as long as the family's newest refresh token.
+// Written by create_refresh.lua, rotate_refresh.lua, revoke_family.lua.
 func (k keys) family(fam string) string { return k.prefix + ":rt:{" + fam + "}:family" }
 
-// refresh: HASH state ("active"/"used"), used_at (unix ms).
-// TTL: the token's lifetime. Named by the SHA-256 of the token.
+// refresh: HASH state ("active"/"used"), used_at (unix ms, once used).
+// Named by the hex SHA-256 of the token, never the token. TTL: the token's
+// lifetime. Written by create_refresh.lua, rotate_refresh.lua.
 func (k keys) refresh(fam, tokenHash string) string {
 	return k.prefix + ":rt:{" + fam + "}:t:" + tokenHash
 }
 
-// throttle: STRING counter of login attempts. TTL: the throttle window,
-// from the first attempt.
+// throttle: STRING counter of login attempts under one name (hashed).
+// TTL: the throttle window, from the first attempt. Written by
+// throttle_take.lua, throttle_forgive.lua.
 func (k keys) throttle(name string) string { return k.prefix + ":throttle:{" + digest(name) + "}" }
 
 // apiToken: HASH owner, name, secret_hash (hex SHA-256), created (unix s),
 // expires (unix s, 0 = never), last_used (unix s, 0 = never).
-// TTL: until expires, none for tokens without expiry (deleted by DeleteToken).
+// TTL: until expires; none for tokens without expiry (removed by
+// DeleteAPIToken). Written by apitoken_create.lua, apitoken_touch.lua,
+// apitoken_delete.lua.
 func (k keys) apiToken(id string) string { return k.prefix + ":apitok:{" + id + "}" }
 
-// apiTokenOwner: ZSET of the owner's API token ids, scored by creation time.
-// No TTL; entries whose record is gone are pruned when the owner lists or
-// creates tokens.
+// apiTokenOwner: ZSET of the owner's API token ids, scored by creation time
+// (unix s). No TTL; entries whose record is gone are pruned when the owner
+// lists or creates tokens. Written by apitoken_index.lua, ListAPITokens,
+// DeleteAPIToken.
 func (k keys) apiTokenOwner(owner string) string {
 	return k.prefix + ":apitok:owner:{" + digest(owner) + "}"
 }

@@ -7,6 +7,7 @@ import (
 	_ "embed"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -26,12 +27,19 @@ type Session struct {
 // IssuedRefresh is a refresh token just issued. Token is shown to the client
 // once; only its SHA-256 is stored.
 type IssuedRefresh struct {
+	// Token is "<family id>.<secret>": 128 random bits naming the family
+	// (so that the token's keys share the family's hash tag) and 256 more,
+	// base64url without padding.
 	Token     string
 	FamilyID  string
 	ExpiresAt time.Time
 }
 
 var (
+	//go:embed create_refresh.lua
+	createRefreshSrc    string
+	createRefreshScript = redis.NewScript(createRefreshSrc)
+
 	//go:embed rotate_refresh.lua
 	rotateRefreshSrc    string
 	rotateRefreshScript = redis.NewScript(rotateRefreshSrc)
@@ -41,35 +49,44 @@ var (
 	revokeFamilyScript = redis.NewScript(revokeFamilySrc)
 )
 
-// Refresh tokens are "<family>.<secret>": 128 random bits naming the family
-// (so that a token's keys share the family's hash tag) and 256 more.
 const (
-	familyLen = 22 // 16 bytes, base64url
-	secretLen = 43 // 32 bytes, base64url
+	familyLen = 22 // 16 random bytes, base64url
+	secretLen = 43 // 32 random bytes, base64url
 )
 
-// NewFamilyID returns a new random family id.
-func NewFamilyID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return base64.RawURLEncoding.EncodeToString(b[:])
+var errBadTTL = errors.New("redisstore: refresh token lifetime must be at least 1ms")
+
+// NewFamilyID returns a new random refresh-token family id, for
+// CreateRefreshInFamily.
+func NewFamilyID() string { return randomB64(16) }
+
+func randomB64(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func newRefreshToken(fam string) string {
-	var b [32]byte
-	_, _ = rand.Read(b[:])
-	return fam + "." + base64.RawURLEncoding.EncodeToString(b[:])
+func newRefreshToken(fam string) (token, hash string) {
+	token = fam + "." + randomB64(32)
+	return token, hashToken(token)
 }
 
-// parseRefresh returns the family of a well-formed token and its hash.
+func hashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+// parseRefresh returns the family of a well-formed token and the token's
+// hash; ok is false for anything tokend did not make.
 func parseRefresh(token string) (fam, hash string, ok bool) {
 	fam, secret, found := strings.Cut(token, ".")
-	if !found || len(fam) != familyLen || len(secret) != secretLen || !base64url(fam) || !base64url(secret) {
+	if !found || len(secret) != secretLen || !validFamily(fam) || !base64url(secret) {
 		return "", "", false
 	}
-	sum := sha256.Sum256([]byte(token))
-	return fam, hex.EncodeToString(sum[:]), true
+	return fam, hashToken(token), true
 }
+
+func validFamily(fam string) bool { return len(fam) == familyLen && base64url(fam) }
 
 func base64url(s string) bool {
 	for i := range len(s) {
@@ -81,29 +98,33 @@ func base64url(s string) bool {
 	return true
 }
 
-// CreateRefresh starts a new family and issues its first token. Atomic
-// (MULTI/EXEC on one slot).
+// CreateRefresh starts a new family for sess and issues its first token,
+// which lives for ttl; so does the family record. Atomic (one script). Only
+// the SHA-256 of the token is stored.
 func (s *Store) CreateRefresh(ctx context.Context, sess Session, ttl time.Duration) (IssuedRefresh, error) {
 	return s.CreateRefreshInFamily(ctx, NewFamilyID(), sess, ttl)
 }
 
-// CreateRefreshInFamily is CreateRefresh with a family id chosen by the
-// caller (NewFamilyID), for callers that must record the family before the
-// token exists (an authorization code remembers the family it started).
+// CreateRefreshInFamily is CreateRefresh with a family id made beforehand by
+// NewFamilyID, for callers that must record the family before the token
+// exists (an authorization code remembers the family it started, to revoke
+// it if the code is used twice). A family id that is malformed or already
+// in use is an error. Atomic (one script).
 func (s *Store) CreateRefreshInFamily(ctx context.Context, fam string, sess Session, ttl time.Duration) (IssuedRefresh, error) {
-	token := newRefreshToken(fam)
-	_, hash, _ := parseRefresh(token)
-	famKey, tokKey := s.keys.family(fam), s.keys.refresh(fam, hash)
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, famKey, "user", sess.UserID, "client", sess.ClientID, "scope", sess.Scope,
-			"auth_time", sess.AuthTime, "revoked", "0")
-		p.PExpire(ctx, famKey, ttl)
-		p.HSet(ctx, tokKey, "state", "active")
-		p.PExpire(ctx, tokKey, ttl)
-		return nil
-	})
+	if !validFamily(fam) {
+		return IssuedRefresh{}, fmt.Errorf("redisstore: malformed family id %q", fam)
+	}
+	if ttl < time.Millisecond {
+		return IssuedRefresh{}, errBadTTL
+	}
+	token, hash := newRefreshToken(fam)
+	n, err := createRefreshScript.Run(ctx, s.rdb, []string{s.keys.family(fam), s.keys.refresh(fam, hash)},
+		sess.UserID, sess.ClientID, sess.Scope, sess.AuthTime, ttl.Milliseconds()).Int()
 	if err != nil {
 		return IssuedRefresh{}, wrap("create refresh token", err)
+	}
+	if n != 1 {
+		return IssuedRefresh{}, errors.New("redisstore: create refresh token: family id already in use")
 	}
 	return IssuedRefresh{Token: token, FamilyID: fam, ExpiresAt: time.Now().Add(ttl)}, nil
 }
@@ -113,20 +134,24 @@ func (s *Store) CreateRefreshInFamily(ctx context.Context, fam string, sess Sess
 //   - an unknown, malformed or expired token is ErrNotFound;
 //   - a token of a revoked family is ErrRevoked;
 //   - a token consumed less than grace ago gets a fresh successor anyway
-//     (two parallel refreshes from one client);
+//     (parallel refreshes from one client);
 //   - a token consumed longer ago revokes the whole family: ErrReused.
 //
-// The Session is returned with ErrReused and ErrRevoked too, for logging.
+// ttl is the successor's lifetime; the family record lives as long as its
+// newest token. The grace window is measured on Redis' clock. With
+// ErrRevoked and ErrReused the family's Session is returned too, for logs.
 func (s *Store) RotateRefresh(ctx context.Context, token string, ttl, grace time.Duration) (IssuedRefresh, Session, error) {
 	fam, hash, ok := parseRefresh(token)
 	if !ok {
 		return IssuedRefresh{}, Session{}, ErrNotFound
 	}
-	next := newRefreshToken(fam)
-	_, nextHash, _ := parseRefresh(next)
+	if ttl < time.Millisecond {
+		return IssuedRefresh{}, Session{}, errBadTTL
+	}
+	next, nextHash := newRefreshToken(fam)
 	res, err := rotateRefreshScript.Run(ctx, s.rdb,
 		[]string{s.keys.family(fam), s.keys.refresh(fam, hash), s.keys.refresh(fam, nextHash)},
-		time.Now().UnixMilli(), grace.Milliseconds(), ttl.Milliseconds()).Slice()
+		max(grace.Milliseconds(), 0), ttl.Milliseconds()).Slice()
 	if err != nil {
 		return IssuedRefresh{}, Session{}, wrap("rotate refresh token", err)
 	}
@@ -142,19 +167,19 @@ func (s *Store) RotateRefresh(ctx context.Context, token string, ttl, grace time
 	switch code {
 	case 1:
 		return IssuedRefresh{Token: next, FamilyID: fam, ExpiresAt: time.Now().Add(ttl)}, sess, nil
+	case -1:
+		return IssuedRefresh{}, Session{}, ErrNotFound
 	case -2:
 		return IssuedRefresh{}, sess, ErrRevoked
 	case -3:
 		return IssuedRefresh{}, sess, ErrReused
-	case -1:
-		return IssuedRefresh{}, Session{}, ErrNotFound
 	default:
-		return IssuedRefresh{}, Session{}, fmt.Errorf("rotate refresh token: unexpected script result %v", res)
+		return IssuedRefresh{}, Session{}, fmt.Errorf("redisstore: rotate refresh token: unexpected script result %v", res)
 	}
 }
 
-// RevokeRefresh revokes the family of token. Idempotent: unknown or
-// malformed tokens are not an error.
+// RevokeRefresh revokes the family of token. Idempotent: unknown, expired
+// or malformed tokens are not an error. Atomic (one script).
 func (s *Store) RevokeRefresh(ctx context.Context, token string) error {
 	fam, _, ok := parseRefresh(token)
 	if !ok {
@@ -163,18 +188,26 @@ func (s *Store) RevokeRefresh(ctx context.Context, token string) error {
 	return s.RevokeFamily(ctx, fam)
 }
 
-// RevokeFamily revokes a family by id. Idempotent.
-func (s *Store) RevokeFamily(ctx context.Context, fam string) error {
-	err := revokeFamilyScript.Run(ctx, s.rdb, []string{s.keys.family(fam)}).Err()
+// RevokeFamily revokes the family familyID: every token of it is refused
+// with ErrRevoked from now on. Idempotent: unknown or malformed ids are not
+// an error. Atomic (one script).
+func (s *Store) RevokeFamily(ctx context.Context, familyID string) error {
+	if !validFamily(familyID) {
+		return nil
+	}
+	err := revokeFamilyScript.Run(ctx, s.rdb, []string{s.keys.family(familyID)}).Err()
 	return wrap("revoke refresh family", err)
 }
 
-// FamilyActive reports whether a family exists and is not revoked: one
-// round trip (the bearer-token revocation hook).
-func (s *Store) FamilyActive(ctx context.Context, fam string) (bool, error) {
-	v, err := s.rdb.HGet(ctx, s.keys.family(fam), "revoked").Result()
-	if err != nil {
-		if err = wrap("family active", err); err == ErrNotFound {
+// FamilyActive reports whether the family familyID exists (has a live
+// token) and is not revoked: one HGET, for the bearer-token revocation hook.
+func (s *Store) FamilyActive(ctx context.Context, familyID string) (bool, error) {
+	if !validFamily(familyID) {
+		return false, nil
+	}
+	v, err := s.rdb.HGet(ctx, s.keys.family(familyID), "revoked").Result()
+	if err = wrap("family active", err); err != nil {
+		if errors.Is(err, ErrNotFound) {
 			return false, nil
 		}
 		return false, err

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -15,90 +16,157 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Sentinel errors. Callers test them with errors.Is.
+// Sentinel errors. Callers test them with errors.Is; redis.Nil never leaves
+// the package (it becomes ErrNotFound).
 var (
-	ErrNotFound    = errors.New("redisstore: not found")
-	ErrReused      = errors.New("redisstore: refresh token reused")
-	ErrRevoked     = errors.New("redisstore: revoked")
-	ErrLimit       = errors.New("redisstore: limit reached")
+	// ErrNotFound: no such record, or it expired, or the token is malformed.
+	ErrNotFound = errors.New("redisstore: not found")
+	// ErrReused: a refresh token was presented again after its grace
+	// window; its family has been revoked because of it.
+	ErrReused = errors.New("redisstore: refresh token reused")
+	// ErrRevoked: the record exists but was revoked.
+	ErrRevoked = errors.New("redisstore: revoked")
+	// ErrLimit: an owner already has as many records as allowed.
+	ErrLimit = errors.New("redisstore: limit reached")
+	// ErrUnavailable is wrapped into every connection-level failure (dial
+	// refused, i/o timeout, pool timeout, closed connection, LOADING,
+	// CLUSTERDOWN, a context deadline while talking to Redis): the caller
+	// may retry later. Other errors are wrapped with context only.
 	ErrUnavailable = errors.New("redisstore: redis unavailable")
 )
 
+// IsUnavailable reports whether err means Redis could not be reached
+// (errors.Is(err, ErrUnavailable)).
+func IsUnavailable(err error) bool { return errors.Is(err, ErrUnavailable) }
+
 // Options tune a Store.
 type Options struct {
-	// Prefix starts every key; default "tokend".
+	// Prefix starts every key; default "tokend". It must not contain
+	// braces, which would change the keys' Cluster hash tags.
 	Prefix string
 }
 
+// Fail-fast client settings: while Redis is away calls fail within about a
+// second instead of piling up; go-redis reconnects by itself when it returns.
+const (
+	dialTimeout  = 2 * time.Second
+	ioTimeout    = time.Second
+	poolTimeout  = time.Second
+	maxRetries   = 1
+	openPingWait = 2 * time.Second
+)
+
 // Store is tokend's state in Redis. Its methods are safe for concurrent use.
 type Store struct {
-	rdb    redis.UniversalClient
-	keys   keys
-	owned  bool                 // Close closes rdb
-	embed  *miniredis.Miniredis // embedded server, when Open started one
-	closed bool
-	// stopClock stops the goroutine that moves the embedded server's TTLs
-	// forward with real time.
-	stopClock func()
+	rdb   redis.UniversalClient
+	keys  keys
+	owned bool                 // Close closes rdb
+	embed *miniredis.Miniredis // embedded server, when Open started one
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
-// Open returns a Store over url:
+// Open returns a Store over rawURL:
 //
-//   - "" — an embedded in-memory Redis (miniredis), stopped by Close;
-//   - "redis://[user:pass@]host:port[/db]", "rediss://…" (TLS), "unix:///path";
-//   - "redis+cluster://[user:pass@]host1:port1,host2:port2[/]" or
-//     "rediss+cluster://…" — Redis Cluster.
+//   - "" — an embedded in-memory Redis (miniredis) started in-process, with
+//     TTLs that follow the wall clock; Close stops it. Nothing is kept.
+//   - "redis://[user:pass@]host:port[/db]", "rediss://…" (TLS), "unix:///path"
+//     — one Redis server (redis.ParseURL; its query options apply).
+//   - "redis+cluster://[user:pass@]host1:port1,host2:port2[,…]" and
+//     "rediss+cluster://…" — Redis Cluster, seeded with those nodes.
 //
-// Timeouts are short so that calls fail fast while Redis is away; go-redis
-// reconnects by itself when it returns. Open does not fail when Redis is
-// down (tokend starts and reports not ready), only when url is malformed.
+// Timeouts are short (dial 2s, read/write 1s, pool 1s, one retry) unless the
+// URL sets them. Open pings once but does not fail when Redis is down
+// (tokend starts and reports not ready); it fails only for a malformed URL.
+// Close releases what Open created.
 func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
 	if rawURL == "" {
 		m := miniredis.NewMiniRedis()
 		if err := m.Start(); err != nil {
-			return nil, fmt.Errorf("start embedded redis: %w", err)
+			return nil, fmt.Errorf("redisstore: start embedded redis: %w", err)
 		}
-		s := New(redis.NewClient(&redis.Options{Addr: m.Addr()}), opts)
+		m.ClockTTL(true) // keys expire in real time, as in Redis
+		o := &redis.Options{Addr: m.Addr()}
+		failFast(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.MaxRetries, &o.DialerRetries)
+		s := New(redis.NewClient(o), opts)
 		s.owned, s.embed = true, m
-		s.stopClock = runClock(m)
 		return s, nil
 	}
 	rdb, err := newClient(rawURL)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("redisstore: %w", err)
 	}
 	s := New(rdb, opts)
 	s.owned = true
+	pctx, cancel := context.WithTimeout(ctx, openPingWait)
+	defer cancel()
+	_ = s.Ping(pctx) // a Redis that is down now is reported by Ping later
 	return s, nil
 }
 
-// runClock makes the embedded server's keys expire in real time: miniredis
-// only moves TTLs when told to, so tell it every 100 ms.
-func runClock(m *miniredis.Miniredis) (stop func()) {
-	done := make(chan struct{})
-	go func() {
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		last := time.Now()
-		m.SetTime(last)
-		for {
-			select {
-			case <-done:
-				return
-			case now := <-tick.C:
-				m.SetTime(now)
-				m.FastForward(now.Sub(last))
-				last = now
-			}
-		}
-	}()
-	return func() { close(done) }
+// New returns a Store over rdb. The caller keeps ownership of rdb: Close
+// does not close it. New panics if opts.Prefix contains a brace.
+func New(rdb redis.UniversalClient, opts Options) *Store {
+	if err := opts.validate(); err != nil {
+		panic(err)
+	}
+	prefix := opts.Prefix
+	if prefix == "" {
+		prefix = "tokend"
+	}
+	return &Store{rdb: rdb, keys: keys{prefix: prefix}}
 }
 
+func (o Options) validate() error {
+	if strings.ContainsAny(o.Prefix, "{}") {
+		return fmt.Errorf("redisstore: key prefix %q must not contain braces", o.Prefix)
+	}
+	return nil
+}
+
+// Close releases what Open created: the client and the embedded server.
+// For a Store made by New it does nothing. Calling it again is harmless.
+func (s *Store) Close() error {
+	if !s.owned {
+		return nil
+	}
+	s.closeOnce.Do(func() {
+		s.closeErr = s.rdb.Close()
+		if s.embed != nil {
+			s.embed.Close()
+		}
+	})
+	return s.closeErr
+}
+
+// Ping checks that Redis answers (on Cluster: every known node).
+func (s *Store) Ping(ctx context.Context) error {
+	if c, ok := s.rdb.(*redis.ClusterClient); ok {
+		err := c.ForEachShard(ctx, func(ctx context.Context, n *redis.Client) error {
+			return n.Ping(ctx).Err()
+		})
+		return wrap("ping", err)
+	}
+	return wrap("ping", s.rdb.Ping(ctx).Err())
+}
+
+// Embedded reports whether the store runs on the in-process miniredis that
+// Open started for an empty URL.
+func (s *Store) Embedded() bool { return s.embed != nil }
+
+// Client is the underlying client, for health checks and tests. Whoever
+// created the Store owns it.
+func (s *Store) Client() redis.UniversalClient { return s.rdb }
+
+// newClient builds the client for a non-empty URL without connecting.
 func newClient(rawURL string) (redis.UniversalClient, error) {
 	scheme, rest, ok := strings.Cut(rawURL, "://")
 	if !ok {
-		return nil, errors.New("not a URL (want redis://, rediss://, redis+cluster:// or unix://)")
+		return nil, errors.New("invalid Redis URL: want redis://, rediss://, redis+cluster://, rediss+cluster:// or unix://")
 	}
 	switch scheme {
 	case "redis", "rediss", "unix":
@@ -106,45 +174,64 @@ func newClient(rawURL string) (redis.UniversalClient, error) {
 		if err != nil {
 			return nil, fmt.Errorf("invalid Redis URL: %w", redactURLError(err))
 		}
-		o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.PoolTimeout = 2*time.Second, time.Second, time.Second, time.Second
-		o.MaxRetries = 1
+		failFast(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.MaxRetries, &o.DialerRetries)
 		return redis.NewClient(o), nil
 	case "redis+cluster", "rediss+cluster":
 		o, err := parseClusterURL(strings.TrimSuffix(scheme, "+cluster"), rest)
 		if err != nil {
 			return nil, err
 		}
-		o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.PoolTimeout = 2*time.Second, time.Second, time.Second, time.Second
-		o.MaxRetries = 1
+		failFast(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.MaxRetries, &o.DialerRetries)
 		return redis.NewClusterClient(o), nil
 	default:
-		return nil, fmt.Errorf("unsupported scheme %q (want redis, rediss, redis+cluster, rediss+cluster or unix)", scheme)
+		return nil, fmt.Errorf("invalid Redis URL: unsupported scheme %q (want redis, rediss, redis+cluster, rediss+cluster or unix)", scheme)
 	}
 }
 
-// parseClusterURL turns "user:pass@h1:p1,h2:p2/?opts" into go-redis's
+// failFast fills the timeouts a URL left unset with the fail-fast values.
+func failFast(dial, read, write, pool *time.Duration, retries, dialRetries *int) {
+	for _, d := range []struct {
+		p *time.Duration
+		v time.Duration
+	}{{dial, dialTimeout}, {read, ioTimeout}, {write, ioTimeout}, {pool, poolTimeout}} {
+		if *d.p == 0 {
+			*d.p = d.v
+		}
+	}
+	if *retries == 0 {
+		*retries = maxRetries
+	}
+	if *dialRetries == 0 {
+		*dialRetries = 1 // go-redis' default of 5 dials per attempt is slow when refused
+	}
+}
+
+// parseClusterURL turns "user:pass@h1:p1,h2:p2[/][?opts]" into go-redis'
 // cluster URL form ("redis://user:pass@h1:p1?addr=h2:p2&opts").
 func parseClusterURL(scheme, rest string) (*redis.ClusterOptions, error) {
-	authority, tail, _ := strings.Cut(rest, "/")
+	rest, query, _ := strings.Cut(rest, "?")
+	authority, path, _ := strings.Cut(rest, "/")
+	if path != "" {
+		return nil, errors.New("invalid cluster URL: Redis Cluster has no databases; drop the /path")
+	}
 	userinfo, hosts, hasUser := strings.Cut(authority, "@")
 	if !hasUser {
 		userinfo, hosts = "", authority
 	}
-	addrs := strings.Split(hosts, ",")
-	if len(addrs) == 0 || addrs[0] == "" {
-		return nil, errors.New("cluster URL names no hosts")
+	if hosts == "" {
+		return nil, errors.New("invalid cluster URL: no hosts")
 	}
-	q := url.Values{}
-	if _, query, ok := strings.Cut(tail, "?"); ok {
-		var err error
-		if q, err = url.ParseQuery(query); err != nil {
-			return nil, fmt.Errorf("invalid cluster URL query: %w", err)
+	addrs := strings.Split(hosts, ",")
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return nil, fmt.Errorf("invalid cluster URL query: %w", err)
+	}
+	for _, a := range addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, fmt.Errorf("invalid cluster URL: host %q: want host:port", a)
 		}
 	}
 	for _, a := range addrs[1:] {
-		if a == "" {
-			return nil, errors.New("cluster URL has an empty host")
-		}
 		q.Add("addr", a)
 	}
 	u := scheme + "://"
@@ -171,56 +258,24 @@ func redactURLError(err error) error {
 	return err
 }
 
-// New returns a Store over rdb. The caller keeps ownership of rdb.
-func New(rdb redis.UniversalClient, opts Options) *Store {
-	prefix := opts.Prefix
-	if prefix == "" {
-		prefix = "tokend"
-	}
-	return &Store{rdb: rdb, keys: keys{prefix: prefix}}
-}
-
-// Close releases what Open created: the client and the embedded server.
-func (s *Store) Close() error {
-	if s.closed || !s.owned {
-		return nil
-	}
-	s.closed = true
-	err := s.rdb.Close()
-	if s.embed != nil {
-		s.stopClock()
-		s.embed.Close()
-	}
-	return err
-}
-
-// Ping checks that Redis answers.
-func (s *Store) Ping(ctx context.Context) error {
-	return wrap("ping", s.rdb.Ping(ctx).Err())
-}
-
-// Embedded reports whether the store runs on the in-process miniredis.
-func (s *Store) Embedded() bool { return s.embed != nil }
-
-// Client is the underlying client.
-func (s *Store) Client() redis.UniversalClient { return s.rdb }
-
-// wrap gives err context and classifies it: redis.Nil becomes ErrNotFound,
-// connection-level failures wrap ErrUnavailable.
+// wrap gives err context and classifies it at the store's edge: redis.Nil
+// becomes ErrNotFound, connection-level failures wrap ErrUnavailable.
 func wrap(op string, err error) error {
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, redis.Nil):
 		return ErrNotFound
-	case isUnavailable(err):
-		return fmt.Errorf("%s: %w (%w)", op, ErrUnavailable, err)
+	case unavailable(err):
+		return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
 	default:
 		return fmt.Errorf("%s: %w", op, err)
 	}
 }
 
-func isUnavailable(err error) bool {
+// unavailable reports whether err is a failure to reach Redis rather than
+// an answer from it.
+func unavailable(err error) bool {
 	var netErr net.Error
 	switch {
 	case errors.As(err, &netErr),
@@ -235,10 +290,59 @@ func isUnavailable(err error) bool {
 		errors.Is(err, context.DeadlineExceeded):
 		return true
 	}
-	for _, prefix := range []string{"LOADING", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "READONLY"} {
+	for _, prefix := range []string{"LOADING", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "READONLY", "BUSY"} {
 		if redis.HasErrorPrefix(err, prefix) {
 			return true
 		}
 	}
 	return false
+}
+
+// scriptCall is one script run of a pipeline.
+type scriptCall struct {
+	script *redis.Script
+	keys   []string
+	args   []any
+}
+
+// runPipelined runs calls in one pipeline (on Cluster, one per node), for
+// scripts whose keys live in different slots. Like Script.Run, it sends
+// EVALSHA and falls back to EVAL for the calls that got NOSCRIPT. The
+// result i belongs to calls[i].
+func (s *Store) runPipelined(ctx context.Context, calls []scriptCall) ([]*redis.Cmd, error) {
+	out := make([]*redis.Cmd, len(calls))
+	// Pipelined's error is the first command's; each command's is read below.
+	send := func(idx []int, eval bool) {
+		_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, i := range idx {
+				c := calls[i]
+				if eval {
+					out[i] = c.script.Eval(ctx, p, c.keys, c.args...)
+				} else {
+					out[i] = c.script.EvalSha(ctx, p, c.keys, c.args...)
+				}
+			}
+			return nil
+		})
+	}
+	all := make([]int, len(calls))
+	for i := range all {
+		all[i] = i
+	}
+	send(all, false)
+	var noscript []int
+	for i, c := range out {
+		if redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
+			noscript = append(noscript, i)
+		}
+	}
+	if len(noscript) > 0 {
+		send(noscript, true)
+	}
+	for _, c := range out {
+		if err := c.Err(); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
 }

@@ -19,44 +19,51 @@ var (
 )
 
 // ThrottleTake counts one attempt against each key (for example
-// "user:alice", "addr:10.0.0.1"; hashed into key names) in a fixed window
-// starting at the key's first attempt, and reports whether every counter is
-// still ≤ max. Counting before the password check means N parallel attempts
-// cannot exceed the limit. Each counter is one atomic script; the keys live
-// in different slots and are pipelined.
-func (s *Store) ThrottleTake(ctx context.Context, names []string, max int, window time.Duration) (bool, error) {
-	cmds, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, n := range names {
-			// EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT,
-			// and the script is a few bytes.
-			throttleTakeScript.Eval(ctx, p, []string{s.keys.throttle(n)}, window.Milliseconds())
-		}
-		return nil
-	})
+// "user:alice", "addr:10.0.0.1"; the store hashes them into key names, so
+// user input never shapes a key) inside a fixed window starting at that
+// key's first attempt, and reports whether every counter is still ≤ max.
+// Counting before the password check means N parallel attempts cannot
+// exceed the limit. Each counter is updated atomically (one script); the
+// counters live in different slots and are pipelined, not one transaction.
+func (s *Store) ThrottleTake(ctx context.Context, keys []string, max int, window time.Duration) (allowed bool, err error) {
+	if len(keys) == 0 {
+		return true, nil
+	}
+	if window < time.Millisecond {
+		window = time.Millisecond
+	}
+	calls := make([]scriptCall, len(keys))
+	for i, k := range keys {
+		calls[i] = scriptCall{throttleTakeScript, []string{s.keys.throttle(k)}, []any{window.Milliseconds()}}
+	}
+	cmds, err := s.runPipelined(ctx, calls)
 	if err != nil {
 		return false, wrap("throttle", err)
 	}
-	allowed := true
+	allowed = true
 	for _, c := range cmds {
-		if n, _ := c.(*redis.Cmd).Int64(); n > int64(max) {
+		if n, _ := c.Int64(); n > int64(max) {
 			allowed = false
 		}
 	}
 	return allowed, nil
 }
 
-// ThrottleForgive undoes a counted attempt after a successful login: the
-// first key's counter (the username) is deleted, the others decremented.
-func (s *Store) ThrottleForgive(ctx context.Context, names []string) error {
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, n := range names {
-			if i == 0 {
-				p.Del(ctx, s.keys.throttle(n))
-				continue
-			}
-			throttleForgiveScript.Eval(ctx, p, []string{s.keys.throttle(n)})
-		}
+// ThrottleForgive undoes a counted attempt after a successful login: it
+// deletes the first key's counter (the username) and decrements the others
+// (never below zero). Each counter is updated atomically; pipelined.
+func (s *Store) ThrottleForgive(ctx context.Context, keys []string) error {
+	if len(keys) == 0 {
 		return nil
-	})
+	}
+	calls := make([]scriptCall, len(keys))
+	for i, k := range keys {
+		mode := "one"
+		if i == 0 {
+			mode = "all"
+		}
+		calls[i] = scriptCall{throttleForgiveScript, []string{s.keys.throttle(k)}, []any{mode}}
+	}
+	_, err := s.runPipelined(ctx, calls)
 	return wrap("throttle forgive", err)
 }

@@ -1,8 +1,14 @@
--- Take back one counted attempt; the counter never goes below zero.
+-- Take back counted attempts after a successful login.
 --
--- KEYS[1] counter
+-- KEYS[1] counter (string)    ARGV[1] "all": delete the counter;
+--                                     "one": take back one attempt, never
+--                                     going below zero (DECR keeps the TTL)
 --
--- Returns the count left.
+-- Returns the count left (0 when the counter is gone).
+if ARGV[1] == 'all' then
+  redis.call('DEL', KEYS[1])
+  return 0
+end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return 0
 end

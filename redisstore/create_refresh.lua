@@ -1,0 +1,20 @@
+-- Start a refresh-token family and store its first token, atomically.
+--
+-- KEYS[1] family (hash)              ARGV[1] user id
+-- KEYS[2] first token (hash, by      ARGV[2] client id ("" for first-party login)
+--         the token's SHA-256)       ARGV[3] scope
+--                                    ARGV[4] auth_time (unix s)
+--                                    ARGV[5] lifetime (ms), for both keys
+--
+-- Returns 1 when created, 0 when the family id is already taken (the caller
+-- made a colliding id: nothing is written).
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+local now = redis.call('TIME')
+redis.call('HSET', KEYS[1], 'user', ARGV[1], 'client', ARGV[2], 'scope', ARGV[3],
+  'auth_time', ARGV[4], 'created', now[1], 'revoked', '0')
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('HSET', KEYS[2], 'state', 'active')
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+return 1
