@@ -49,6 +49,25 @@ type testServer struct {
 	srv    *server.Server
 	cancel context.CancelFunc
 	done   chan error
+	logs   *syncBuffer // everything the server logged, at debug level
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers and readers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // start runs a tokend server on a free loopback port over redisURL ("" is
@@ -75,14 +94,15 @@ func start(t *testing.T, redisURL string, edit func(*config.Config)) *testServer
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())
 	s, err := server.New(ctx, &cfg, log)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
 	}
-	ts := &testServer{URL: base, cfg: &cfg, srv: s, cancel: cancel, done: make(chan error, 1)}
+	ts := &testServer{URL: base, cfg: &cfg, srv: s, cancel: cancel, done: make(chan error, 1), logs: logs}
 	go func() { ts.done <- s.Serve(ctx, ln) }()
 	t.Cleanup(func() {
 		cancel()
