@@ -103,7 +103,15 @@ func dev(ctx context.Context, stdout, stderr io.Writer) error {
 		return err
 	}
 	if addr := os.Getenv("TOKEND_ADDR"); addr != "" {
+		old := cfg.Issuer
 		cfg.Addr, cfg.Issuer = addr, "http://"+addr
+		for i := range cfg.Clients { // the demo M2M client trusts tokend's own assertions
+			for j, iss := range cfg.Clients[i].AssertionIssuers {
+				if iss == old {
+					cfg.Clients[i].AssertionIssuers[j] = cfg.Issuer
+				}
+			}
+		}
 	}
 	cfg.Redis.URL = os.Getenv("TOKEND_REDIS_URL") // empty: embedded
 	server.PrintDevBanner(stdout, cfg, cred)
