@@ -242,14 +242,15 @@ func (h *Auth) exchange(ctx context.Context, in exchangeInput) (exchanged, error
 	if err != nil {
 		return exchanged{}, err
 	}
-	// A replay between our consume and the family's creation found nothing
-	// to revoke; it marked the code, and we revoke our own session.
+	// A replay between our consume and the family's creation found no
+	// family to revoke; it marked the code, so we revoke it now. This call
+	// still answers with the (now revoked) tokens: the outcome is the same
+	// as had the replay come a moment later, and of N concurrent exchanges
+	// exactly one succeeds.
 	replayed, err := h.codes.CodeReplayed(ctx, in.Code)
 	if err == nil && replayed {
-		err = h.codes.RevokeFamily(ctx, ac.FamilyID)
-		if err == nil {
+		if err = h.codes.RevokeFamily(ctx, ac.FamilyID); err == nil {
 			h.log.WarnContext(ctx, "authorization code reused during its exchange; session revoked", "client_id", cl.ID)
-			return exchanged{}, connect.NewError(connect.CodeUnauthenticated, errBadCode)
 		}
 	}
 	if err != nil {

@@ -13,7 +13,7 @@ import (
 // runCodeConformance checks authorization codes against one kind of Redis;
 // runConformance calls it.
 func runCodeConformance(t *testing.T, newStore func(t *testing.T) (*Store, redis.UniversalClient)) {
-	const challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM" // RFC 7636 appendix B
+	const challenge = "np3-VEAOrr6BWtzp2_r_Aiv7G97YWyWJPFZ2d2BG3Yw" // opaque to the store
 	newCode := func(fam string) AuthCode {
 		return AuthCode{UserID: "7", ClientID: "1001", RedirectURI: "https://app.example/cb", Scope: "read",
 			Challenge: challenge, ChallengeMethod: "S256", FamilyID: fam}
