@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	tsv1 "github.com/tokend/tokend/gen/priv/tokenservice/v1alpha1"
 	"github.com/tokend/tokend/passhash"
 	"github.com/tokend/tokend/redisstore/redistest"
+	"github.com/tokend/tokend/server"
 )
 
 const (
@@ -420,4 +422,34 @@ func TestCodeRedisDown(t *testing.T) {
 	wantCode(t, err, connect.CodeUnavailable)
 	_, err = alice.GenerateAuthorizationCode(context.Background(), connect.NewRequest(codeRequest(1001, codeRedirect, "read")))
 	wantCode(t, err, connect.CodeUnavailable)
+}
+
+// TestDevConfigCodeClient runs the code flow with the demo user and code
+// client that `go run .` prints.
+func TestDevConfigCodeClient(t *testing.T) {
+	dev, cred, err := server.DevConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := start(t, "", func(c *config.Config) { c.Users, c.Clients = dev.Users, dev.Clients })
+	ctx := context.Background()
+	lr, err := protocols["connect+json"](ts.URL).Token(ctx, login(cred.Username, cred.Password))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := strconv.ParseUint(cred.CodeClientID, 10, 32)
+	if err != nil {
+		t.Fatalf("demo code client id %q is not numeric", cred.CodeClientID)
+	}
+	c := codeClient(ts, lr.Msg.AccessToken)
+	gen, err := c.GenerateAuthorizationCode(ctx, connect.NewRequest(&authpb.GenerateAuthorizationCodeRequest{
+		UserId: cred.UserID, ClientId: uint32(id), RedirectUri: cred.RedirectURI, Scope: "read",
+		CodeChallenge: testChallenge, CodeChallengeMethod: "S256",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ExchangeToken(ctx, exchangeReq(gen.Msg.Code, uint32(id), cred.CodeClientSecret, cred.RedirectURI, testVerifier)); err != nil {
+		t.Fatalf("exchange as the demo code client: %v", err)
+	}
 }
