@@ -20,6 +20,9 @@ import (
 type SessionStore interface {
 	// CreateRefresh starts a family and issues its first refresh token.
 	CreateRefresh(ctx context.Context, sess redisstore.Session, ttl time.Duration) (redisstore.IssuedRefresh, error)
+	// CreateRefreshInFamily is CreateRefresh in a family id chosen
+	// beforehand (redisstore.NewFamilyID).
+	CreateRefreshInFamily(ctx context.Context, fam string, sess redisstore.Session, ttl time.Duration) (redisstore.IssuedRefresh, error)
 	// RotateRefresh atomically consumes token and issues its successor.
 	RotateRefresh(ctx context.Context, token string, ttl, grace time.Duration) (redisstore.IssuedRefresh, redisstore.Session, error)
 	// RevokeRefresh revokes token's family; idempotent.
@@ -174,20 +177,48 @@ func (h *AuthV1) StartSession(ctx context.Context, sess redisstore.Session) (*au
 	return h.tokenResponse(sess, issued)
 }
 
-func (h *AuthV1) tokenResponse(sess redisstore.Session, rt redisstore.IssuedRefresh) (*authv1.TokenResponse, error) {
+// startSessionIn is StartSession in the family fam, made beforehand by
+// redisstore.NewFamilyID (ExchangeToken: the authorization code names the
+// family it starts). It returns the pair with absolute expiry times.
+func (h *AuthV1) startSessionIn(ctx context.Context, fam string, sess redisstore.Session) (sessionTokens, error) {
+	issued, err := h.sessions.CreateRefreshInFamily(ctx, fam, sess, h.policy.RefreshTTL)
+	if err != nil {
+		return sessionTokens{}, storeError(ctx, h.log, "create refresh token", err)
+	}
+	return h.mintPair(sess, issued)
+}
+
+// sessionTokens is a session's token pair with absolute expiry times.
+type sessionTokens struct {
+	Access, Refresh       string
+	AccessExp, RefreshExp time.Time
+}
+
+// mintPair signs the access token that goes with refresh token rt.
+func (h *AuthV1) mintPair(sess redisstore.Session, rt redisstore.IssuedRefresh) (sessionTokens, error) {
 	access, exp, err := h.minter.Mint(SessionClaims(h.minter.Issuer(), sess, rt.FamilyID), h.policy.AccessTTL)
 	if err != nil {
-		return nil, connect.NewError(connect.CodeInternal, errInternal)
+		return sessionTokens{}, connect.NewError(connect.CodeInternal, errInternal)
+	}
+	return sessionTokens{Access: access, AccessExp: exp, Refresh: rt.Token, RefreshExp: rt.ExpiresAt}, nil
+}
+
+func (h *AuthV1) tokenResponse(sess redisstore.Session, rt redisstore.IssuedRefresh) (*authv1.TokenResponse, error) {
+	p, err := h.mintPair(sess, rt)
+	if err != nil {
+		return nil, err
 	}
 	now := time.Now()
 	return &authv1.TokenResponse{
-		AccessToken:      access,
-		RefreshToken:     rt.Token,
-		ExpiresIn:        int64(exp.Sub(now).Round(time.Second) / time.Second),
+		AccessToken:      p.Access,
+		RefreshToken:     p.Refresh,
+		ExpiresIn:        secondsUntil(p.AccessExp, now),
 		TokenType:        "Bearer",
-		RefreshExpiresIn: int64(rt.ExpiresAt.Sub(now).Round(time.Second) / time.Second),
+		RefreshExpiresIn: secondsUntil(p.RefreshExp, now),
 	}, nil
 }
+
+func secondsUntil(t, now time.Time) int64 { return int64(t.Sub(now).Round(time.Second) / time.Second) }
 
 // SessionClaims are the claims of a user's access token within session
 // family: the user is the subject; tokend (and the client, if any) the

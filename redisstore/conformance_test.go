@@ -553,6 +553,8 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 	})
 
 	t.Run("OpenURL", testOpenURL)
+
+	runCodeConformance(t, newStore)
 }
 
 func mustCreate(t *testing.T, s *Store, sess Session) IssuedRefresh {

@@ -1,5 +1,6 @@
 // Package redisstore is the only package of tokend that speaks Redis: refresh
-// tokens and their families, login throttling and API token records.
+// tokens and their families, authorization codes, login throttling and API
+// token records.
 //
 // A Store works over one Redis server, a Redis Cluster, or an embedded
 // in-memory miniredis (Open with an empty URL, for development). Every
@@ -12,17 +13,18 @@
 // validated.
 //
 // Errors are sentinels checked with errors.Is: ErrNotFound (redis.Nil never
-// leaves the package), ErrReused, ErrRevoked, ErrLimit, and ErrUnavailable,
-// which wraps every failure to reach Redis so that callers can answer
-// "unavailable" and retry. Timeouts are short, so calls fail fast while
+// leaves the package), ErrReused, ErrRevoked, ErrLimit, ErrCodeReused,
+// ErrRedirectMismatch, ErrVerifierMismatch, and ErrUnavailable, which wraps
+// every failure to reach Redis so that callers can answer "unavailable" and
+// retry. Timeouts are short, so calls fail fast while
 // Redis is away, and go-redis reconnects by itself when it returns.
 //
 // # Key schema
 //
 // P is Options.Prefix ("tokend" by default); {braces} mark the hash tag.
 // fam is a refresh-token family id (22 base64url characters, random),
-// sha256(token) the hex SHA-256 of a refresh token, h(x) the first 16 bytes of
-// SHA-256(x) in hex.
+// sha256(token) the hex SHA-256 of a refresh token, sha256(code) that of an
+// authorization code, h(x) the first 16 bytes of SHA-256(x) in hex.
 //
 //	key                          type    TTL                                written by
 //	---------------------------  ------  ---------------------------------  ------------------------------------
@@ -32,6 +34,10 @@
 //	P:rt:{fam}:t:sha256(token)   HASH    the token's lifetime (kept after   CreateRefresh, RotateRefresh
 //	                                     use, to detect reuse)
 //	  fields: state ("active"/"used"), used_at (unix ms, Redis clock)
+//	P:code:{sha256(code)}        HASH    tokens.code_ttl; kept after use    CreateCode, ConsumeCode
+//	                                     until then, to detect replays
+//	  fields: user, client, redirect, scope, challenge, method (PKCE, "" when none), family (the
+//	  refresh-token family the exchange starts), issued (unix s), used ("0"/"1"), replayed ("0"/"1")
 //	P:throttle:{h(name)}         STRING  the throttle window, from the      ThrottleTake, ThrottleForgive
 //	                                     first attempt
 //	  value: attempts in the window (name: e.g. "user:alice", "addr:10.0.0.1")
@@ -43,15 +49,16 @@
 //	  members: the owner's API token ids, scored by creation time (unix s)
 //
 // The scripts behind those methods: create_refresh.lua, rotate_refresh.lua,
-// revoke_family.lua, throttle_take.lua, throttle_forgive.lua, apitoken_*.lua.
+// revoke_family.lua, create_code.lua, consume_code.lua, throttle_take.lua,
+// throttle_forgive.lua, apitoken_*.lua.
 //
 // A refresh token is "<fam>.<secret>" (secret: 256 random bits, base64url):
 // the family id in the token is what lets a token's key and its family's key
-// share a hash tag. Refresh and throttle keys always carry a TTL, so storage
-// does not grow without bound; API tokens without expiry live until deleted.
-// Refresh tokens and API token secrets are high-entropy random strings, so a
-// fast hash (SHA-256) is the right one; passwords and client secrets never
-// reach Redis.
+// share a hash tag. Refresh, code and throttle keys always carry a TTL, so
+// storage does not grow without bound; API tokens without expiry live until
+// deleted. Refresh tokens, authorization codes and API token secrets are
+// high-entropy random strings, so a fast hash (SHA-256) is the right one;
+// passwords and client secrets never reach Redis.
 //
 // Scripts read the clock with TIME (Redis' clock, the same for every tokend
 // instance), which needs Redis 5 or later (effects replication).

@@ -90,6 +90,9 @@ func PrintDevBanner(w io.Writer, cfg *config.Config, c DevCredentials) {
       -H 'Content-Type: application/json' \
       -d '{"passwordCredential":{"username":"%s","password":"%s"}}'
 
+  Code flow: auth.AuthService/GenerateAuthorizationCode with the login's accessToken as bearer,
+  then auth.AuthService/ExchangeToken or /oauth/token (grant_type=authorization_code) as the code client.
+
   Keys: %s/.well-known/jwks.json
 
 `, base, c.Username, c.Password, c.UserID, c.CodeClientID, c.CodeClientSecret, c.RedirectURI,

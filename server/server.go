@@ -23,6 +23,7 @@ import (
 
 	"github.com/tokend/tokend/authn"
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/gen/auth/authpbconnect"
 	"github.com/tokend/tokend/gen/auth/v1/authv1connect"
 	"github.com/tokend/tokend/gen/priv/tokenservice/v1alpha1/tokenservicev1alpha1connect"
 	"github.com/tokend/tokend/handlers"
@@ -132,6 +133,8 @@ func (s *Server) routes() http.Handler {
 	oauth := handlers.NewOAuth(cfg.Limits.MaxRequestBytes, s.log)
 	oauth.Handle("password", authV1.PasswordGrant(clients))
 	oauth.Handle("refresh_token", authV1.RefreshGrant(clients))
+	codes := handlers.NewAuth(s.store, authV1, clients, users, cfg.Tokens.CodeTTL.D(), s.log)
+	oauth.Handle("authorization_code", codes.AuthorizationCodeGrant())
 	apiTokens := handlers.NewTokenService(s.store, users, minter, handlers.APITokenPolicy{
 		AccessTTL:   cfg.Tokens.AccessTTL.D(),
 		MaxPerOwner: maxAPITokensPerOwner,
@@ -147,6 +150,8 @@ func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	services := []string{authv1connect.AuthServiceName, tokenservicev1alpha1connect.TokenServiceName}
 	mux.Handle(authv1connect.NewAuthServiceHandler(authV1, opts...))
+	services = append(services, authpbconnect.AuthServiceName)
+	mux.Handle(authpbconnect.NewAuthServiceHandler(codes, opts...))
 	mux.Handle(tokenservicev1alpha1connect.NewTokenServiceHandler(apiTokens, opts...))
 
 	// Procedures that need a signed-in caller.
@@ -154,6 +159,7 @@ func (s *Server) routes() http.Handler {
 		tokenservicev1alpha1connect.TokenServiceCreateTokenProcedure,
 		tokenservicev1alpha1connect.TokenServiceListTokensProcedure,
 		tokenservicev1alpha1connect.TokenServiceDeleteTokenProcedure,
+		authpbconnect.AuthServiceGenerateAuthorizationCodeProcedure,
 	}
 	bearer := authn.NewMiddleware(tokens.NewVerifier(s.keys, cfg.Issuer), s.log, protected,
 		s.sessionRevoked, s.apiTokenRevoked)
@@ -182,6 +188,7 @@ func (s *Server) routes() http.Handler {
 		GrantTypesSupported:               oauth.GrantTypes(),
 		TokenEndpointAuthMethodsSupported: []string{"client_secret_basic", "client_secret_post", "none"},
 		ResponseTypesSupported:            []string{"code"},
+		CodeChallengeMethodsSupported:     []string{"S256"},
 		SubjectTypesSupported:             []string{"public"},
 		IDTokenSigningAlgValuesSupported:  []string{s.keys.Signer().Alg()},
 		AccessTokenSigningAlgs:            signingAlgs(s.keys),

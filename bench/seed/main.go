@@ -3,6 +3,7 @@
 //
 //	go run ./bench/seed -url http://127.0.0.1:8080 -user bench -password bench-password -mode refresh -n 64 > tokens.txt
 //	go run ./bench/seed ... -mode apitoken > secret.txt
+//	go run ./bench/seed ... -mode codes -n 100000 > codes.txt
 package main
 
 import (
@@ -11,9 +12,12 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"sync"
 
 	"connectrpc.com/connect"
 
+	authpb "github.com/tokend/tokend/gen/auth"
+	"github.com/tokend/tokend/gen/auth/authpbconnect"
 	authv1 "github.com/tokend/tokend/gen/auth/v1"
 	"github.com/tokend/tokend/gen/auth/v1/authv1connect"
 	tsv1 "github.com/tokend/tokend/gen/priv/tokenservice/v1alpha1"
@@ -24,8 +28,8 @@ func main() {
 	url := flag.String("url", "http://127.0.0.1:8080", "tokend base URL")
 	user := flag.String("user", "bench", "username")
 	pass := flag.String("password", "bench-password", "password")
-	mode := flag.String("mode", "refresh", "refresh: n refresh tokens; apitoken: one API token secret")
-	n := flag.Int("n", 64, "refresh tokens to make")
+	mode := flag.String("mode", "refresh", "refresh: n refresh tokens; apitoken: one API token secret; codes: n authorization codes for client 1001")
+	n := flag.Int("n", 64, "refresh tokens or codes to make")
 	flag.Parse()
 	if err := run(*url, *user, *pass, *mode, *n); err != nil {
 		fmt.Fprintln(os.Stderr, "seed:", err)
@@ -45,7 +49,21 @@ func run(url, user, pass, mode string, n int) error {
 		}
 		return r.Msg, nil
 	}
+	withBearer := func(token string) connect.ClientOption {
+		return connect.WithInterceptors(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+			return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+				req.Header().Set("Authorization", "Bearer "+token)
+				return next(ctx, req)
+			}
+		}))
+	}
 	switch mode {
+	case "codes":
+		t, err := login()
+		if err != nil {
+			return err
+		}
+		return codes(ctx, url, withBearer(t.AccessToken), n)
 	case "refresh":
 		for range n {
 			t, err := login()
@@ -59,13 +77,7 @@ func run(url, user, pass, mode string, n int) error {
 		if err != nil {
 			return err
 		}
-		svc := tokenservicev1alpha1connect.NewTokenServiceClient(http.DefaultClient, url, connect.WithProtoJSON(),
-			connect.WithInterceptors(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
-				return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-					req.Header().Set("Authorization", "Bearer "+t.AccessToken)
-					return next(ctx, req)
-				}
-			})))
+		svc := tokenservicev1alpha1connect.NewTokenServiceClient(http.DefaultClient, url, connect.WithProtoJSON(), withBearer(t.AccessToken))
 		r, err := svc.CreateToken(ctx, connect.NewRequest(&tsv1.CreateTokenRequest{Name: "load test"}))
 		if err != nil {
 			return err
@@ -73,6 +85,53 @@ func run(url, user, pass, mode string, n int) error {
 		fmt.Println(r.Msg.Token.Secret)
 	default:
 		return fmt.Errorf("unknown mode %q", mode)
+	}
+	return nil
+}
+
+// codes prints n authorization codes of the bench user (id 1) for client
+// 1001 (bench/tokend.bench.yaml), made by 16 concurrent callers.
+func codes(ctx context.Context, url string, auth connect.ClientOption, n int) error {
+	c := authpbconnect.NewAuthServiceClient(http.DefaultClient, url, connect.WithProtoJSON(), auth)
+	out := make([]string, n)
+	errs := make([]error, 16)
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Go(func() {
+			for i := w; i < n && errs[w] == nil; i += 16 {
+				r, err := c.GenerateAuthorizationCode(ctx, connect.NewRequest(&authpb.GenerateAuthorizationCodeRequest{
+					UserId: 1, ClientId: 1001, RedirectUri: "http://127.0.0.1:9999/callback", Scope: "read",
+				}))
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				out[i] = r.Msg.Code
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	// One more code, exchanged here: the client secret's slow hash is then
+	// in tokend's verified-secret cache and the load test measures the
+	// steady state, not 32 connections hashing at once.
+	r, err := c.GenerateAuthorizationCode(ctx, connect.NewRequest(&authpb.GenerateAuthorizationCodeRequest{
+		UserId: 1, ClientId: 1001, RedirectUri: "http://127.0.0.1:9999/callback", Scope: "read",
+	}))
+	if err != nil {
+		return err
+	}
+	if _, err := c.ExchangeToken(ctx, connect.NewRequest(&authpb.ExchangeTokenRequest{
+		Code: r.Msg.Code, ClientId: 1001, ClientSecret: "bench-client-secret", RedirectUri: "http://127.0.0.1:9999/callback",
+	})); err != nil {
+		return fmt.Errorf("warm-up exchange: %w", err)
+	}
+	for _, code := range out {
+		fmt.Println(code)
 	}
 	return nil
 }
