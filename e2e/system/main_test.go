@@ -262,3 +262,14 @@ func postJSON(t testing.TB, url, body string, header ...string) (int, string) {
 // http1 is a client with its own connection pool, so processes under test
 // never share pooled connections.
 func http1() *http.Client { return &http.Client{Transport: &http.Transport{}} }
+
+// get returns the status and body of a GET.
+func get(url string) (int, string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
