@@ -190,6 +190,15 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 		if _, _, err := s.RotateRefresh(ctx, other.Token, hour, hour); !errors.Is(err, ErrRevoked) {
 			t.Errorf("rotate after RevokeFamily: err = %v, want ErrRevoked", err)
 		}
+		// Knowing a family id (it is the sid of every access token) is not
+		// enough: a made-up token of a live family revokes nothing.
+		live := mustCreate(t, s, sess)
+		if err := s.RevokeRefresh(ctx, live.FamilyID+"."+strings.Repeat("A", 43)); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := s.FamilyActive(ctx, live.FamilyID); !ok || err != nil {
+			t.Errorf("a forged token of a live family revoked it: FamilyActive = %v, %v", ok, err)
+		}
 		for _, tok := range []string{"", "garbage", "a.b", NewFamilyID() + "." + strings.Repeat("A", 43)} {
 			if err := s.RevokeRefresh(ctx, tok); err != nil {
 				t.Errorf("RevokeRefresh(%q) = %v, want nil", tok, err)

@@ -44,6 +44,10 @@ var (
 	rotateRefreshSrc    string
 	rotateRefreshScript = redis.NewScript(rotateRefreshSrc)
 
+	//go:embed revoke_refresh.lua
+	revokeRefreshSrc    string
+	revokeRefreshScript = redis.NewScript(revokeRefreshSrc)
+
 	//go:embed revoke_family.lua
 	revokeFamilySrc    string
 	revokeFamilyScript = redis.NewScript(revokeFamilySrc)
@@ -178,14 +182,17 @@ func (s *Store) RotateRefresh(ctx context.Context, token string, ttl, grace time
 	}
 }
 
-// RevokeRefresh revokes the family of token. Idempotent: unknown, expired
+// RevokeRefresh revokes the family of token, if token is one of the family's
+// real tokens (a family id alone, visible as sid in access tokens, is not
+// enough). Idempotent: unknown, expired
 // or malformed tokens are not an error. Atomic (one script).
 func (s *Store) RevokeRefresh(ctx context.Context, token string) error {
-	fam, _, ok := parseRefresh(token)
+	fam, hash, ok := parseRefresh(token)
 	if !ok {
 		return nil
 	}
-	return s.RevokeFamily(ctx, fam)
+	err := revokeRefreshScript.Run(ctx, s.rdb, []string{s.keys.family(fam), s.keys.refresh(fam, hash)}).Err()
+	return wrap("revoke refresh token", err)
 }
 
 // RevokeFamily revokes the family familyID: every token of it is refused
