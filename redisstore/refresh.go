@@ -184,8 +184,8 @@ func (s *Store) RotateRefresh(ctx context.Context, token string, ttl, grace time
 
 // RevokeRefresh revokes the family of token, if token is one of the family's
 // real tokens (a family id alone, visible as sid in access tokens, is not
-// enough). Idempotent: unknown, expired
-// or malformed tokens are not an error. Atomic (one script).
+// enough). Idempotent: unknown, expired or malformed tokens are not an
+// error. Atomic (one script).
 func (s *Store) RevokeRefresh(ctx context.Context, token string) error {
 	fam, hash, ok := parseRefresh(token)
 	if !ok {
