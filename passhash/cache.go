@@ -8,6 +8,8 @@ import (
 	"hash"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 )
 
 // SecretCache remembers recent successful verifications, so that a client
@@ -18,7 +20,8 @@ import (
 // secret or anything an attacker could test guesses against offline, and a
 // changed hash in the configuration misses. Only successes are cached. The
 // cache holds at most maxEntries entries; when full it drops expired entries,
-// then an arbitrary one. It is safe for concurrent use.
+// then an arbitrary one. Concurrent misses for the same secret share one
+// verification. It is safe for concurrent use.
 //
 // A nil *SecretCache, or one made with maxEntries ≤ 0 or ttl ≤ 0, caches
 // nothing: its Verify is plain Verify.
@@ -27,6 +30,10 @@ type SecretCache struct {
 	perShard int
 	shards   []cacheShard
 	macs     sync.Pool // of hash.Hash: HMAC-SHA256 under the per-cache key
+	// Concurrent misses with the same client and secret share one
+	// verification: a burst of connections presenting a new secret pays
+	// the slow hash once, not once per connection.
+	flight singleflight.Group
 
 	// Replaced in tests.
 	verify func(encoded, secret string) error
@@ -79,7 +86,8 @@ func (c *SecretCache) Verify(clientID, encoded, secret string) error {
 	if ok && now.Before(exp) {
 		return nil
 	}
-	if err := c.verify(encoded, secret); err != nil {
+	_, err, _ := c.flight.Do(string(k[:]), func() (any, error) { return nil, c.verify(encoded, secret) })
+	if err != nil {
 		return err
 	}
 	sh.mu.Lock()
