@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -527,6 +528,155 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 		rec.ID, rec.ExpiresAt = "api_token_f", time.Time{}
 		if err := s.CreateAPIToken(ctx, rec, 1); err != nil {
 			t.Errorf("create after expiry: %v", err)
+		}
+	})
+
+	m2m := func(owner, id string, ttl time.Duration) M2MToken {
+		now := time.Now().Truncate(time.Second)
+		t := M2MToken{ID: id, Name: "n-" + id, Owner: owner, ClientID: "svc", Subject: "svc",
+			Audience: []string{"api"}, Scope: []string{"read"}, IssuedAt: now, Claims: []byte(`{"sub":"7"}`)}
+		if ttl > 0 {
+			t.ExpiresAt = now.Add(ttl)
+		}
+		return t
+	}
+
+	t.Run("M2MCreateGetList", func(t *testing.T) {
+		t.Parallel()
+		s, c := newStore(t)
+		ctx := t.Context()
+		want := m2m("alice", "tok1", hour)
+		if err := s.CreateM2MToken(ctx, want); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.GetM2MTokens(ctx, "alice", []string{"tok1", "nope", "bad id{x}"})
+		if err != nil || len(got) != 1 {
+			t.Fatalf("GetM2MTokens = %v, %v", got, err)
+		}
+		g := got[0]
+		if g.ID != "tok1" || g.Name != want.Name || g.Owner != "alice" || g.ClientID != "svc" || g.Subject != "svc" ||
+			!slices.Equal(g.Audience, want.Audience) || !slices.Equal(g.Scope, want.Scope) ||
+			!g.IssuedAt.Equal(want.IssuedAt) || !g.ExpiresAt.Equal(want.ExpiresAt) ||
+			string(g.Claims) != `{"sub":"7"}` || g.Version != 1 || g.Blacklisted() {
+			t.Errorf("read back %+v, want %+v", g, want)
+		}
+		if d := c.PTTL(ctx, s.keys.m2mToken("alice", "tok1")).Val(); d <= hour-time.Minute || d > hour {
+			t.Errorf("record PTTL %v, want the token's 1h", d)
+		}
+		// Another owner sees nothing of alice's.
+		if got, err := s.GetM2MTokens(ctx, "bob", []string{"tok1"}); err != nil || len(got) != 0 {
+			t.Errorf("bob reads alice's token: %v, %v", got, err)
+		}
+		// 1,234 tokens list in batches of at most 500, each once.
+		for i := range 1233 {
+			if err := s.CreateM2MToken(ctx, m2m("alice", fmt.Sprintf("t%04d", i), 0)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		seen := map[string]int{}
+		batches := 0
+		err = s.ListM2MTokens(ctx, "alice", func(b []M2MToken) error {
+			batches++
+			if len(b) > m2mBatch {
+				t.Errorf("batch of %d", len(b))
+			}
+			for _, tok := range b {
+				seen[tok.ID]++
+			}
+			return nil
+		})
+		if err != nil || len(seen) != 1234 || batches < 3 {
+			t.Errorf("listed %d tokens in %d batches, err %v; want 1234 in ≥ 3", len(seen), batches, err)
+		}
+		if err := s.ListM2MTokens(ctx, "bob", func(b []M2MToken) error {
+			t.Errorf("bob lists %d tokens", len(b))
+			return nil
+		}); err != nil {
+			t.Error(err)
+		}
+	})
+
+	t.Run("M2MBlacklistAndDelete", func(t *testing.T) {
+		t.Parallel()
+		s, c := newStore(t)
+		ctx := t.Context()
+		for _, tok := range []M2MToken{m2m("alice", "live1", hour), m2m("alice", "live2", 0), m2m("alice", "short", 2*time.Second), m2m("bob", "bobs", hour)} {
+			if err := s.CreateM2MToken(ctx, tok); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Alice cannot blacklist bob's token by naming it.
+		if b, d, err := s.DeleteM2MTokens(ctx, "alice", []string{"bobs"}); err != nil || b != 0 || d != 0 {
+			t.Errorf("alice deletes bob's: %d, %d, %v", b, d, err)
+		}
+		if bl, err := s.M2MBlacklisted(ctx, "bob", "bobs"); err != nil || bl {
+			t.Errorf("bob's token blacklisted: %v, %v", bl, err)
+		}
+		b, d, err := s.DeleteM2MTokens(ctx, "alice", []string{"live1"})
+		if err != nil || b != 1 || d != 0 {
+			t.Fatalf("blacklist live1: %d, %d, %v; want 1, 0", b, d, err)
+		}
+		if bl, err := s.M2MBlacklisted(ctx, "alice", "live1"); err != nil || !bl {
+			t.Errorf("live1 not blacklisted: %v, %v", bl, err)
+		}
+		got, _ := s.GetM2MTokens(ctx, "alice", []string{"live1"})
+		if len(got) != 1 || !got[0].Blacklisted() || got[0].Version != 2 {
+			t.Errorf("live1 after blacklisting: %+v", got)
+		}
+		advance(c, 2100*time.Millisecond) // "short" expires
+		// Delete all: live2 blacklisted, live1 already was (not counted again),
+		// short expired and deleted.
+		b, d, err = s.DeleteM2MTokens(ctx, "alice", nil)
+		if err != nil || b != 1 || d != 1 {
+			t.Fatalf("delete all: %d, %d, %v; want 1, 1", b, d, err)
+		}
+		got, _ = s.GetM2MTokens(ctx, "alice", []string{"live1"})
+		if len(got) != 1 || !got[0].Blacklisted() || got[0].Version != 2 {
+			t.Errorf("blacklisting is once: live1 %+v", got)
+		}
+		if n := c.ZCard(ctx, s.keys.m2mIndex("alice")).Val(); n != 2 {
+			t.Errorf("alice's index holds %d, want 2", n)
+		}
+	})
+
+	t.Run("M2MSweep", func(t *testing.T) {
+		t.Parallel()
+		s, c := newStore(t)
+		ctx := t.Context()
+		for i := range 1100 {
+			if err := s.CreateM2MToken(ctx, m2m(fmt.Sprint("owner", i%3), fmt.Sprintf("s%04d", i), 2*time.Second)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.CreateM2MToken(ctx, m2m("owner0", "keeper", hour)); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.DeleteM2MTokens(ctx, "owner1", nil); err != nil { // blacklist entries too
+			t.Fatal(err)
+		}
+		if n, err := s.SweepM2M(ctx); err != nil || n != 0 {
+			t.Errorf("sweep before expiry removed %d, %v", n, err)
+		}
+		advance(c, 2100*time.Millisecond)
+		n, err := s.SweepM2M(ctx)
+		if err != nil || n != 1100 {
+			t.Errorf("sweep removed %d, %v; want 1100", n, err)
+		}
+		// Storage is back to the one live token: its record and index entry,
+		// one owner in the sweep's set, nothing else.
+		keys := allKeys(t, c, s.keys.prefix)
+		slices.Sort(keys)
+		want := []string{s.keys.m2mOwners(), s.keys.m2mIndex("owner0"), s.keys.m2mToken("owner0", "keeper")}
+		slices.Sort(want)
+		if !slices.Equal(keys, want) {
+			t.Errorf("keys after the sweep: %v, want %v", keys, want)
+		}
+		if m := c.SMembers(ctx, s.keys.m2mOwners()).Val(); len(m) != 1 {
+			t.Errorf("owners left: %v", m)
+		}
+		// Sweeping again (as another replica would) changes nothing.
+		if n, err := s.SweepM2M(ctx); err != nil || n != 0 {
+			t.Errorf("second sweep removed %d, %v", n, err)
 		}
 	})
 

@@ -47,10 +47,23 @@
 //	P:apitok:owner:{h(owner)}    ZSET    none; members whose record is      CreateAPIToken, ListAPITokens,
 //	                                     gone are pruned on list/create     DeleteAPIToken
 //	  members: the owner's API token ids, scored by creation time (unix s)
+//	P:m2m:{h(owner)}:t:<jti>     HASH    the M2M token's expiry; none for   CreateM2MToken, DeleteM2MTokens
+//	                                     tokens without expiry
+//	  fields: name, owner, client, sub, aud and scope (JSON arrays), iat, exp (unix s, 0 = never),
+//	  claims (client assertion's claims, JSON), ver, bl (unix s when blacklisted, 0 = not)
+//	P:m2m:{h(owner)}:idx         ZSET    none; expired members removed by   CreateM2MToken, DeleteM2MTokens,
+//	                                     SweepM2M                           SweepM2M
+//	  members: the owner's M2M token ids, scored by expiry (unix s; +inf = never)
+//	P:m2m:{h(owner)}:bl          SET     none; members removed with their   DeleteM2MTokens, SweepM2M
+//	                                     index entry once expired
+//	  members: the owner's blacklisted M2M token ids (the bearer check's SISMEMBER)
+//	P:m2m:owners                 SET     none; owners with an empty index   CreateM2MToken, SweepM2M
+//	                                     are removed by SweepM2M
+//	  members: h(owner) of every owner with indexed M2M tokens (what the sweep walks)
 //
 // The scripts behind those methods: create_refresh.lua, rotate_refresh.lua,
-// revoke_family.lua, create_code.lua, consume_code.lua, throttle_take.lua,
-// throttle_forgive.lua, apitoken_*.lua.
+// revoke_refresh.lua, revoke_family.lua, create_code.lua, consume_code.lua,
+// throttle_take.lua, throttle_forgive.lua, apitoken_*.lua, m2m_*.lua.
 //
 // A refresh token is "<fam>.<secret>" (secret: 256 random bits, base64url):
 // the family id in the token is what lets a token's key and its family's key

@@ -54,6 +54,36 @@ func (k keys) apiTokenOwner(owner string) string {
 	return k.prefix + ":apitok:owner:{" + digest(owner) + "}"
 }
 
+// m2mToken: HASH name, owner, client, sub, aud and scope (JSON arrays), iat
+// and exp (unix s; exp 0 = never), claims (the assertion's claims, JSON; ""
+// when none), ver (record version), bl (unix s when blacklisted, 0 = not).
+// Keyed by the owner's digest (hash tag) and the token id (jti). TTL: the
+// token's expiry; none for tokens without one. Written by m2m_create.lua,
+// m2m_delete.lua.
+func (k keys) m2mToken(owner, id string) string {
+	return k.prefix + ":m2m:{" + digest(owner) + "}:t:" + id
+}
+
+// m2mIndex: ZSET of the owner's token ids scored by expiry (unix s, +inf
+// for none). No TTL: entries of expired tokens are removed by SweepM2M.
+func (k keys) m2mIndex(owner string) string { return k.m2mIndexOf(digest(owner)) }
+
+func (k keys) m2mIndexOf(ownerDigest string) string {
+	return k.prefix + ":m2m:{" + ownerDigest + "}:idx"
+}
+
+// m2mBlacklist: SET of the owner's blacklisted token ids. No TTL: entries
+// are removed with the index entry once the token has expired.
+func (k keys) m2mBlacklist(owner string) string { return k.m2mBlacklistOf(digest(owner)) }
+
+func (k keys) m2mBlacklistOf(ownerDigest string) string {
+	return k.prefix + ":m2m:{" + ownerDigest + "}:bl"
+}
+
+// m2mOwners: SET of the digests of owners with indexed tokens, for the
+// sweep. An owner is removed when its index is empty.
+func (k keys) m2mOwners() string { return k.prefix + ":m2m:owners" }
+
 // digest is a short hex SHA-256 of user input, for use inside key names.
 func digest(s string) string {
 	sum := sha256.Sum256([]byte(s))

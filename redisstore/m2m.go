@@ -1,0 +1,301 @@
+package redisstore
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// M2MToken is the record of a machine-to-machine access token.
+type M2MToken struct {
+	ID            string // the token's jti
+	Name          string
+	Owner         string
+	ClientID      string
+	Subject       string
+	Audience      []string
+	Scope         []string
+	IssuedAt      time.Time
+	ExpiresAt     time.Time // zero: never
+	Claims        []byte    // the client assertion's claims as JSON; nil when none
+	Version       uint64
+	BlacklistedAt time.Time // zero: not blacklisted
+}
+
+// Blacklisted reports whether the token was blacklisted.
+func (t M2MToken) Blacklisted() bool { return !t.BlacklistedAt.IsZero() }
+
+var (
+	//go:embed m2m_create.lua
+	m2mCreateSrc    string
+	m2mCreateScript = redis.NewScript(m2mCreateSrc)
+
+	//go:embed m2m_delete.lua
+	m2mDeleteSrc    string
+	m2mDeleteScript = redis.NewScript(m2mDeleteSrc)
+
+	//go:embed m2m_sweep.lua
+	m2mSweepSrc    string
+	m2mSweepScript = redis.NewScript(m2mSweepSrc)
+)
+
+// m2mBatch is how many tokens one list, delete or sweep step handles: the
+// memory and Redis time of a step are bounded whatever the owner holds.
+const m2mBatch = 500
+
+// CreateM2MToken stores rec, indexed under its owner, until it expires: one
+// script and the owner's entry in the sweep's set, in one round trip.
+func (s *Store) CreateM2MToken(ctx context.Context, rec M2MToken) error {
+	if !validID(rec.ID) || rec.Owner == "" {
+		return fmt.Errorf("redisstore: malformed M2M token id %q or empty owner", rec.ID)
+	}
+	aud, _ := json.Marshal(rec.Audience)
+	scope, _ := json.Marshal(rec.Scope)
+	expMS, score, exp := "0", "+inf", "0"
+	if !rec.ExpiresAt.IsZero() {
+		expMS = strconv.FormatInt(rec.ExpiresAt.UnixMilli(), 10)
+		exp = strconv.FormatInt(rec.ExpiresAt.Unix(), 10)
+		score = exp
+	}
+	args := []any{expMS, score, rec.ID,
+		"name", rec.Name, "owner", rec.Owner, "client", rec.ClientID, "sub", rec.Subject,
+		"aud", aud, "scope", scope, "iat", rec.IssuedAt.Unix(), "exp", exp,
+		"claims", rec.Claims, "ver", 1, "bl", 0}
+	cmds, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		m2mCreateScript.EvalSha(ctx, p, []string{s.keys.m2mToken(rec.Owner, rec.ID), s.keys.m2mIndex(rec.Owner)}, args...)
+		p.SAdd(ctx, s.keys.m2mOwners(), digest(rec.Owner))
+		return nil
+	})
+	if err != nil && redis.HasErrorPrefix(cmds[0].Err(), "NOSCRIPT") {
+		err = m2mCreateScript.Run(ctx, s.rdb, []string{s.keys.m2mToken(rec.Owner, rec.ID), s.keys.m2mIndex(rec.Owner)}, args...).Err()
+		if err == nil {
+			err = s.rdb.SAdd(ctx, s.keys.m2mOwners(), digest(rec.Owner)).Err()
+		}
+	}
+	return wrap("create M2M token", err)
+}
+
+// M2MBlacklisted reports whether the owner's token id is blacklisted: one
+// SISMEMBER, for the bearer check.
+func (s *Store) M2MBlacklisted(ctx context.Context, owner, id string) (bool, error) {
+	ok, err := s.rdb.SIsMember(ctx, s.keys.m2mBlacklist(owner), id).Result()
+	return ok, wrap("check M2M blacklist", err)
+}
+
+// GetM2MTokens returns the owner's tokens among ids (in that order; ids
+// that are unknown, expired, malformed or another owner's are left out).
+func (s *Store) GetM2MTokens(ctx context.Context, owner string, ids []string) ([]M2MToken, error) {
+	var valid []string
+	for _, id := range ids {
+		if validID(id) {
+			valid = append(valid, id)
+		}
+	}
+	var out []M2MToken
+	for len(valid) > 0 {
+		n := min(len(valid), m2mBatch)
+		batch, err := s.m2mRecords(ctx, owner, valid[:n])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, batch...)
+		valid = valid[n:]
+	}
+	return out, nil
+}
+
+// ListM2MTokens calls f with the owner's live tokens, a batch of at most
+// 500 at a time (ZSCAN over the owner's index), so an owner with a million
+// tokens is listed in bounded memory. Like SCAN, a token created or deleted
+// during the listing may or may not appear; every token present throughout
+// appears once or, rarely, twice.
+func (s *Store) ListM2MTokens(ctx context.Context, owner string, f func([]M2MToken) error) error {
+	idx := s.keys.m2mIndex(owner)
+	var cursor uint64
+	for {
+		pairs, next, err := s.rdb.ZScan(ctx, idx, cursor, "", m2mBatch).Result()
+		if err != nil {
+			return wrap("list M2M tokens", err)
+		}
+		ids := make([]string, 0, len(pairs)/2)
+		for i := 0; i < len(pairs); i += 2 {
+			ids = append(ids, pairs[i])
+		}
+		for len(ids) > 0 { // COUNT is a hint: a step may return a few more
+			n := min(len(ids), m2mBatch)
+			batch, err := s.m2mRecords(ctx, owner, ids[:n])
+			if err != nil {
+				return err
+			}
+			if len(batch) > 0 {
+				if err := f(batch); err != nil {
+					return err
+				}
+			}
+			ids = ids[n:]
+		}
+		if next == 0 {
+			return nil
+		}
+		cursor = next
+	}
+}
+
+// m2mRecords reads the records of ids in one pipeline, leaving out those
+// that are gone (expired).
+func (s *Store) m2mRecords(ctx context.Context, owner string, ids []string) ([]M2MToken, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	cmds := make([]*redis.MapStringStringCmd, len(ids))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.HGetAll(ctx, s.keys.m2mToken(owner, id))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, wrap("read M2M tokens", err)
+	}
+	now := time.Now()
+	out := make([]M2MToken, 0, len(ids))
+	for i, c := range cmds {
+		if t, ok := m2mFromHash(ids[i], c.Val()); ok && (t.ExpiresAt.IsZero() || now.Before(t.ExpiresAt)) {
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
+func m2mFromHash(id string, m map[string]string) (M2MToken, bool) {
+	if len(m) == 0 {
+		return M2MToken{}, false
+	}
+	unix := func(k string) time.Time {
+		n, _ := strconv.ParseInt(m[k], 10, 64)
+		if n == 0 {
+			return time.Time{}
+		}
+		return time.Unix(n, 0)
+	}
+	t := M2MToken{ID: id, Name: m["name"], Owner: m["owner"], ClientID: m["client"], Subject: m["sub"],
+		IssuedAt: unix("iat"), ExpiresAt: unix("exp"), BlacklistedAt: unix("bl")}
+	_ = json.Unmarshal([]byte(m["aud"]), &t.Audience)
+	_ = json.Unmarshal([]byte(m["scope"]), &t.Scope)
+	if c := m["claims"]; c != "" {
+		t.Claims = []byte(c)
+	}
+	t.Version, _ = strconv.ParseUint(m["ver"], 10, 64)
+	return t, true
+}
+
+// DeleteM2MTokens blacklists the owner's live tokens among ids, or all of
+// the owner's tokens when ids is empty, and deletes the expired ones. It
+// returns how many it blacklisted (tokens blacklisted before are not
+// counted again) and deleted. It works through the owner's tokens in
+// batches: each batch is atomic, the whole is not (a token created during
+// a delete-all may be left alone).
+func (s *Store) DeleteM2MTokens(ctx context.Context, owner string, ids []string) (blacklisted, deleted int64, err error) {
+	run := func(batch []string) error {
+		if len(batch) == 0 {
+			return nil
+		}
+		keys := make([]string, 0, len(batch)+2)
+		keys = append(keys, s.keys.m2mIndex(owner), s.keys.m2mBlacklist(owner))
+		args := make([]any, 0, len(batch))
+		for _, id := range batch {
+			keys = append(keys, s.keys.m2mToken(owner, id))
+			args = append(args, id)
+		}
+		res, err := m2mDeleteScript.Run(ctx, s.rdb, keys, args...).Int64Slice()
+		if err != nil {
+			return wrap("delete M2M tokens", err)
+		}
+		blacklisted += res[0]
+		deleted += res[1]
+		return nil
+	}
+	if len(ids) > 0 {
+		var valid []string
+		for _, id := range ids {
+			if validID(id) {
+				valid = append(valid, id)
+			}
+		}
+		for len(valid) > 0 {
+			n := min(len(valid), m2mBatch)
+			if err := run(valid[:n]); err != nil {
+				return blacklisted, deleted, err
+			}
+			valid = valid[n:]
+		}
+		return blacklisted, deleted, nil
+	}
+	var cursor uint64
+	for {
+		pairs, next, err := s.rdb.ZScan(ctx, s.keys.m2mIndex(owner), cursor, "", m2mBatch).Result()
+		if err != nil {
+			return blacklisted, deleted, wrap("delete M2M tokens", err)
+		}
+		batch := make([]string, 0, len(pairs)/2)
+		for i := 0; i < len(pairs); i += 2 {
+			batch = append(batch, pairs[i])
+		}
+		if err := run(batch); err != nil {
+			return blacklisted, deleted, err
+		}
+		if next == 0 {
+			return blacklisted, deleted, nil
+		}
+		cursor = next
+	}
+}
+
+// SweepM2M removes the index and blacklist entries of expired M2M tokens,
+// owner by owner, in bounded batches, and forgets owners left with none. It
+// is idempotent: every replica may run it at the same time. It returns how
+// many entries it removed.
+func (s *Store) SweepM2M(ctx context.Context) (int64, error) {
+	owners := s.keys.m2mOwners()
+	var removed int64
+	var cursor uint64
+	for {
+		digests, next, err := s.rdb.SScan(ctx, owners, cursor, "", m2mBatch).Result()
+		if err != nil {
+			return removed, wrap("sweep M2M tokens", err)
+		}
+		for _, d := range digests {
+			idx, bl := s.keys.m2mIndexOf(d), s.keys.m2mBlacklistOf(d)
+			for {
+				res, err := m2mSweepScript.Run(ctx, s.rdb, []string{idx, bl}, m2mBatch).Int64Slice()
+				if err != nil {
+					return removed, wrap("sweep M2M tokens", err)
+				}
+				removed += res[0]
+				if res[1] == 0 {
+					// Forget the owner; a token created meanwhile (ZADD
+					// before its SADD) puts it back, or is seen here.
+					if err := s.rdb.SRem(ctx, owners, d).Err(); err != nil {
+						return removed, wrap("sweep M2M tokens", err)
+					}
+					if n, err := s.rdb.ZCard(ctx, idx).Result(); err == nil && n > 0 {
+						s.rdb.SAdd(ctx, owners, d)
+					}
+					break
+				}
+				if res[0] < m2mBatch {
+					break
+				}
+			}
+		}
+		if next == 0 {
+			return removed, nil
+		}
+		cursor = next
+	}
+}
