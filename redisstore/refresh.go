@@ -221,3 +221,15 @@ func (s *Store) FamilyActive(ctx context.Context, familyID string) (bool, error)
 	}
 	return v == "0", nil
 }
+
+// RefreshClient returns the client a refresh token's family was issued to
+// ("" for first-party sign-ins), or ErrNotFound when the token is malformed
+// or its family is gone.
+func (s *Store) RefreshClient(ctx context.Context, token string) (string, error) {
+	fam, _, ok := parseRefresh(token)
+	if !ok {
+		return "", ErrNotFound
+	}
+	client, err := s.rdb.HGet(ctx, s.keys.family(fam), "client").Result()
+	return client, wrap("read refresh family", err)
+}

@@ -25,6 +25,7 @@ import (
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/gen/auth/authpbconnect"
 	"github.com/tokend/tokend/gen/auth/v1/authv1connect"
+	"github.com/tokend/tokend/gen/m2moauthserver/pb/m2mpbconnect"
 	"github.com/tokend/tokend/gen/priv/tokenservice/v1alpha1/tokenservicev1alpha1connect"
 	"github.com/tokend/tokend/handlers"
 	"github.com/tokend/tokend/passhash"
@@ -140,6 +141,12 @@ func (s *Server) routes() http.Handler {
 		MaxPerOwner: maxAPITokensPerOwner,
 	}, s.log)
 	s.background = append(s.background, func(ctx context.Context) { apiTokens.RecordUsage(ctx, 5*time.Second) })
+	verifier := tokens.NewVerifier(s.keys, cfg.Issuer)
+	assertions := handlers.NewAssertions(verifier, cfg.Issuer, s.revoked, nil)
+	m2m := handlers.NewM2M(s.store, clients, assertions, minter, s.log)
+	oauth.Handle("client_credentials", m2m.ClientCredentialsGrant())
+	s.background = append(s.background, s.sweepM2M)
+	endpoints := handlers.NewTokenEndpoints(clients, verifier, s.revoked, s.store, cfg.Limits.MaxRequestBytes, s.log)
 
 	opts := []connect.HandlerOption{
 		connect.WithInterceptors(s.metrics.interceptor()),
@@ -153,6 +160,8 @@ func (s *Server) routes() http.Handler {
 	services = append(services, authpbconnect.AuthServiceName)
 	mux.Handle(authpbconnect.NewAuthServiceHandler(codes, opts...))
 	mux.Handle(tokenservicev1alpha1connect.NewTokenServiceHandler(apiTokens, opts...))
+	services = append(services, m2mpbconnect.M2MOAuthServiceName)
+	mux.Handle(m2mpbconnect.NewM2MOAuthServiceHandler(m2m, opts...))
 
 	// Procedures that need a signed-in caller.
 	protected := []string{
@@ -160,9 +169,10 @@ func (s *Server) routes() http.Handler {
 		tokenservicev1alpha1connect.TokenServiceListTokensProcedure,
 		tokenservicev1alpha1connect.TokenServiceDeleteTokenProcedure,
 		authpbconnect.AuthServiceGenerateAuthorizationCodeProcedure,
+		m2mpbconnect.M2MOAuthServiceGetTokensProcedure,
+		m2mpbconnect.M2MOAuthServiceDeleteTokensProcedure,
 	}
-	bearer := authn.NewMiddleware(tokens.NewVerifier(s.keys, cfg.Issuer), s.log, protected,
-		s.sessionRevoked, s.apiTokenRevoked)
+	bearer := authn.NewMiddleware(verifier, s.log, protected, s.sessionRevoked, s.apiTokenRevoked, s.m2mRevoked)
 	bearer.OnRefused = s.metrics.refused
 
 	reflector := grpcreflect.NewStaticReflector(services...)
@@ -178,6 +188,8 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
 
 	mux.Handle("/oauth/token", s.countHTTP("/oauth/token", oauth))
+	mux.Handle("/oauth/introspect", s.countHTTP("/oauth/introspect", http.HandlerFunc(endpoints.Introspect)))
+	mux.Handle("/oauth/revoke", s.countHTTP("/oauth/revoke", http.HandlerFunc(endpoints.Revoke)))
 
 	issuer := strings.TrimSuffix(cfg.Issuer, "/")
 	mux.Handle("/.well-known/jwks.json", staticJSON(s.keys.JWKS(), "300"))
@@ -185,6 +197,8 @@ func (s *Server) routes() http.Handler {
 		Issuer:                            issuer,
 		JWKSURI:                           issuer + "/.well-known/jwks.json",
 		TokenEndpoint:                     issuer + "/oauth/token",
+		IntrospectionEndpoint:             issuer + "/oauth/introspect",
+		RevocationEndpoint:                issuer + "/oauth/revoke",
 		GrantTypesSupported:               oauth.GrantTypes(),
 		TokenEndpointAuthMethodsSupported: []string{"client_secret_basic", "client_secret_post", "none"},
 		ResponseTypesSupported:            []string{"code"},
@@ -210,6 +224,45 @@ func (s *Server) sessionRevoked(ctx context.Context, c *tokens.Claims) (bool, er
 	}
 	active, err := s.store.FamilyActive(ctx, c.SessionID)
 	return !active, err
+}
+
+// m2mRevoked is the revocation hook for M2M tokens: a blacklisted one no
+// longer passes (one SISMEMBER on its owner's blacklist).
+func (s *Server) m2mRevoked(ctx context.Context, c *tokens.Claims) (bool, error) {
+	if c.Kind != tokens.KindClient || c.Owner == "" {
+		return false, nil
+	}
+	return s.store.M2MBlacklisted(ctx, c.Owner, c.ID)
+}
+
+// revoked runs every revocation hook: what the bearer check refuses,
+// introspection calls inactive and client assertions may not use.
+func (s *Server) revoked(ctx context.Context, c *tokens.Claims) (bool, error) {
+	for _, check := range []func(context.Context, *tokens.Claims) (bool, error){s.sessionRevoked, s.apiTokenRevoked, s.m2mRevoked} {
+		if r, err := check(ctx, c); r || err != nil {
+			return r, err
+		}
+	}
+	return false, nil
+}
+
+// sweepM2M removes expired M2M index and blacklist entries every minute.
+// Every replica runs it; the sweep is idempotent.
+func (s *Server) sweepM2M(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := s.store.SweepM2M(ctx); err != nil {
+				s.log.WarnContext(ctx, "M2M sweep", "err", err)
+			} else if n > 0 {
+				s.log.DebugContext(ctx, "M2M sweep", "removed", n)
+			}
+		}
+	}
 }
 
 // apiTokenRevoked is the revocation hook for tokens minted from an API

@@ -1,0 +1,161 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/tokend/tokend/redisstore"
+	"github.com/tokend/tokend/tokens"
+)
+
+// RevocationStore is what POST /oauth/revoke changes.
+type RevocationStore interface {
+	RefreshClient(ctx context.Context, token string) (string, error)
+	RevokeRefresh(ctx context.Context, token string) error
+	RevokeFamily(ctx context.Context, familyID string) error
+	DeleteM2MTokens(ctx context.Context, owner string, ids []string) (blacklisted, deleted int64, err error)
+}
+
+// TokenEndpoints serves RFC 7662 introspection and RFC 7009 revocation for
+// authenticated clients.
+type TokenEndpoints struct {
+	clients  *Clients
+	verifier *tokens.Verifier
+	revoked  func(context.Context, *tokens.Claims) (bool, error)
+	store    RevocationStore
+	maxBytes int64
+	log      *slog.Logger
+}
+
+// NewTokenEndpoints returns the introspection and revocation endpoints.
+// revoked is the bearer check's revocation hook (sessions, API tokens, M2M
+// blacklists), so introspection answers exactly as tokend's own checks do.
+func NewTokenEndpoints(clients *Clients, verifier *tokens.Verifier, revoked func(context.Context, *tokens.Claims) (bool, error),
+	store RevocationStore, maxBytes int64, log *slog.Logger) *TokenEndpoints {
+	return &TokenEndpoints{clients: clients, verifier: verifier, revoked: revoked, store: store, maxBytes: maxBytes, log: log}
+}
+
+// form parses a POSTed form and authenticates the client (HTTP Basic or
+// client_id/client_secret). It writes the error response itself.
+func (e *TokenEndpoints) form(w http.ResponseWriter, r *http.Request) (url.Values, string, bool) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		writeOAuthJSON(w, http.StatusMethodNotAllowed, &OAuthError{Code: "invalid_request", Description: "use POST"})
+		return nil, "", false
+	}
+	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/x-www-form-urlencoded" {
+		writeOAuthJSON(w, http.StatusUnsupportedMediaType, &OAuthError{Code: "invalid_request",
+			Description: "Content-Type must be application/x-www-form-urlencoded"})
+		return nil, "", false
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, e.maxBytes)
+	if err := r.ParseForm(); err != nil {
+		writeOAuthJSON(w, http.StatusBadRequest, &OAuthError{Code: "invalid_request", Description: "malformed form body"})
+		return nil, "", false
+	}
+	id, secret, basic := r.BasicAuth()
+	if basic {
+		id, _ = url.QueryUnescape(id)
+		secret, _ = url.QueryUnescape(secret)
+	} else {
+		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+	}
+	cl, ok := e.clients.Authenticate(id, secret)
+	if !ok {
+		if basic {
+			w.Header().Set("WWW-Authenticate", `Basic realm="tokend"`)
+		}
+		writeOAuthJSON(w, http.StatusUnauthorized, InvalidClient())
+		return nil, "", false
+	}
+	if r.PostForm.Get("token") == "" {
+		writeOAuthJSON(w, http.StatusBadRequest, &OAuthError{Code: "invalid_request", Description: "token is required"})
+		return nil, "", false
+	}
+	return r.PostForm, cl.ID, true
+}
+
+// Introspect implements POST /oauth/introspect (RFC 7662). Any token that
+// tokend's bearer check would refuse (bad signature, foreign, expired,
+// revoked, blacklisted) is {"active": false}.
+func (e *TokenEndpoints) Introspect(w http.ResponseWriter, r *http.Request) {
+	form, _, ok := e.form(w, r)
+	if !ok {
+		return
+	}
+	c, err := e.verifier.Verify(form.Get("token"))
+	if err == nil && e.revoked != nil {
+		var revoked bool
+		revoked, err = e.revoked(r.Context(), c)
+		if err != nil {
+			e.log.WarnContext(r.Context(), "introspection: revocation check failed", "err", err)
+			writeOAuthJSON(w, http.StatusServiceUnavailable, &OAuthError{Code: "temporarily_unavailable", Description: "token store unavailable"})
+			return
+		}
+		if revoked {
+			err = errors.New("revoked")
+		}
+	}
+	if err != nil {
+		writeOAuthJSON(w, http.StatusOK, map[string]any{"active": false})
+		return
+	}
+	out := map[string]any{"active": true, "iss": c.Issuer, "sub": c.Subject, "jti": c.ID,
+		"token_type": "Bearer", "kind": c.Kind}
+	if len(c.Audience) > 0 {
+		out["aud"] = []string(c.Audience)
+	}
+	if c.ExpiresAt != nil {
+		out["exp"] = c.ExpiresAt.Unix()
+	}
+	if c.IssuedAt != nil {
+		out["iat"] = c.IssuedAt.Unix()
+	}
+	for k, v := range map[string]string{"client_id": c.ClientID, "scope": c.Scope, "owner": c.Owner, "name": c.Name} {
+		if v != "" {
+			out[k] = v
+		}
+	}
+	writeOAuthJSON(w, http.StatusOK, out)
+}
+
+// Revoke implements POST /oauth/revoke (RFC 7009): a client revokes a token
+// issued to it — an M2M access token (blacklisted), a refresh token or a
+// session's access token (the session is revoked). Tokens that are unknown,
+// invalid or another client's are answered 200 and left alone, as the RFC
+// says.
+func (e *TokenEndpoints) Revoke(w http.ResponseWriter, r *http.Request) {
+	form, client, ok := e.form(w, r)
+	if !ok {
+		return
+	}
+	token := form.Get("token")
+	ctx := r.Context()
+	var err error
+	if strings.Count(token, ".") == 2 {
+		if c, verr := e.verifier.Verify(token); verr == nil && c.ClientID == client {
+			switch {
+			case c.Kind == tokens.KindClient && c.Owner != "":
+				_, _, err = e.store.DeleteM2MTokens(ctx, c.Owner, []string{c.ID})
+			case c.SessionID != "":
+				err = e.store.RevokeFamily(ctx, c.SessionID)
+			}
+		}
+	} else if owner, rerr := e.store.RefreshClient(ctx, token); rerr == nil && owner == client {
+		err = e.store.RevokeRefresh(ctx, token)
+	} else if rerr != nil && !errors.Is(rerr, redisstore.ErrNotFound) {
+		err = rerr
+	}
+	if err != nil {
+		e.log.WarnContext(ctx, "revocation failed", "err", err)
+		writeOAuthJSON(w, http.StatusServiceUnavailable, &OAuthError{Code: "temporarily_unavailable", Description: "token store unavailable"})
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+}

@@ -1,0 +1,297 @@
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/tokend/tokend/authn"
+	"github.com/tokend/tokend/config"
+	m2mpb "github.com/tokend/tokend/gen/m2moauthserver/pb"
+	"github.com/tokend/tokend/gen/m2moauthserver/pb/m2mpbconnect"
+	"github.com/tokend/tokend/redisstore"
+	"github.com/tokend/tokend/tokens"
+)
+
+// M2MStore keeps M2M token records, their owner index and blacklists.
+type M2MStore interface {
+	CreateM2MToken(ctx context.Context, rec redisstore.M2MToken) error
+	GetM2MTokens(ctx context.Context, owner string, ids []string) ([]redisstore.M2MToken, error)
+	ListM2MTokens(ctx context.Context, owner string, f func([]redisstore.M2MToken) error) error
+	DeleteM2MTokens(ctx context.Context, owner string, ids []string) (blacklisted, deleted int64, err error)
+}
+
+// M2M implements m2moauthserver.pb.M2MOAuthService: client-credentials
+// tokens for machines, listed and blacklisted by their owner.
+type M2M struct {
+	store      M2MStore
+	clients    *Clients
+	assertions *Assertions
+	minter     *Minter
+	log        *slog.Logger
+	now        func() time.Time
+}
+
+var _ m2mpbconnect.M2MOAuthServiceHandler = (*M2M)(nil)
+
+// NewM2M returns the M2M service handler.
+func NewM2M(store M2MStore, clients *Clients, assertions *Assertions, minter *Minter, log *slog.Logger) *M2M {
+	return &M2M{store: store, clients: clients, assertions: assertions, minter: minter, log: log, now: time.Now}
+}
+
+const maxTokenName = 200
+
+// CreateToken issues an M2M access token (API.md section 4).
+func (h *M2M) CreateToken(ctx context.Context, req *connect.Request[m2mpb.CreateTokenRequest]) (*connect.Response[m2mpb.CreateTokenResponse], error) {
+	resp, err := h.create(ctx, req.Msg)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(resp), nil
+}
+
+func (h *M2M) create(ctx context.Context, m *m2mpb.CreateTokenRequest) (*m2mpb.CreateTokenResponse, error) {
+	cl, assertionClaims, err := h.authenticate(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	if m.GrantType != config.GrantClientCredentials {
+		return nil, invalidArgument("grant_type must be client_credentials")
+	}
+	if !cl.AllowsGrant(config.GrantClientCredentials) {
+		return nil, connect.NewError(connect.CodePermissionDenied, errors.New("this client may not use the client_credentials grant"))
+	}
+	aud := m.Audience
+	for _, a := range aud {
+		if !slices.Contains(cl.Audiences, a) {
+			return nil, invalidArgument("audience " + strconv.Quote(a) + " is not allowed for this client")
+		}
+	}
+	if len(aud) == 0 {
+		aud = cl.Audiences
+	}
+	var scopes []string
+	for _, s := range m.Scope {
+		scopes = append(scopes, strings.Fields(s)...)
+	}
+	for _, s := range scopes {
+		if !slices.Contains(cl.Scopes, s) {
+			return nil, invalidArgument("scope " + strconv.Quote(s) + " is not allowed for this client")
+		}
+	}
+	if len(scopes) == 0 {
+		scopes = cl.Scopes
+	}
+	if len(m.TokenName) > maxTokenName {
+		return nil, invalidArgument("token_name is longer than 200 bytes")
+	}
+
+	now := h.now().Truncate(time.Second)
+	max := cl.AccessTokenLifetime.D()
+	ttl := max // absent: the client's lifetime (none when it is 0)
+	if m.Expiration != 0 {
+		exp := time.Unix(m.Expiration, 0)
+		switch {
+		case !exp.After(now):
+			return nil, invalidArgument("expiration is in the past")
+		case max > 0 && exp.Sub(now) > max:
+			return nil, invalidArgument("expiration is beyond the client's maximum lifetime of " + max.String())
+		}
+		ttl = exp.Sub(now)
+	}
+
+	owner := cl.Owner
+	var rawClaims []byte
+	if assertionClaims != nil {
+		if o, ok := assertionClaims[cl.OwnerClaimName()].(string); ok && o != "" {
+			owner = o
+		}
+		rawClaims, _ = json.Marshal(assertionClaims)
+	}
+	if owner == "" {
+		return nil, connect.NewError(connect.CodePermissionDenied, errors.New("no owner: the client has none configured and the assertion names none"))
+	}
+
+	claims := &tokens.Claims{ClientID: cl.ID, Scope: strings.Join(scopes, " "), Kind: tokens.KindClient,
+		Owner: owner, Name: m.TokenName}
+	claims.Subject = cl.ID
+	claims.Audience = aud
+	tok, exp, err := h.minter.Mint(claims, ttl)
+	if err != nil {
+		h.log.ErrorContext(ctx, "sign M2M token", "err", err)
+		return nil, connect.NewError(connect.CodeInternal, errors.New("internal error"))
+	}
+	rec := redisstore.M2MToken{ID: claims.ID, Name: m.TokenName, Owner: owner, ClientID: cl.ID, Subject: cl.ID,
+		Audience: aud, Scope: scopes, IssuedAt: claims.IssuedAt.Time, ExpiresAt: exp, Claims: rawClaims}
+	if err := h.store.CreateM2MToken(ctx, rec); err != nil {
+		return nil, storeError(ctx, h.log, "store M2M token", err)
+	}
+	var expiresIn int64
+	if !exp.IsZero() {
+		expiresIn = int64(exp.Sub(h.now()).Round(time.Second) / time.Second)
+	}
+	return &m2mpb.CreateTokenResponse{AccessToken: tok, TokenType: "Bearer", ExpiresIn: expiresIn, Scope: scopes}, nil
+}
+
+// authenticate checks the client's secret or client assertion. Every
+// failure, including no credential at all, is the same unauthenticated
+// error; a store failure while checking an assertion is unavailable.
+func (h *M2M) authenticate(ctx context.Context, m *m2mpb.CreateTokenRequest) (*config.Client, map[string]any, error) {
+	fail := connect.NewError(connect.CodeUnauthenticated, errBadClient)
+	switch {
+	case m.ClientAssertion != "" || m.ClientAssertionType != "":
+		cl, ok := h.clients.Get(m.ClientId)
+		if !ok || m.ClientAssertionType != AssertionType || m.ClientSecret != "" || len(cl.AssertionIssuers) == 0 {
+			return nil, nil, fail
+		}
+		claims, err := h.assertions.Verify(ctx, m.ClientAssertion, cl.AssertionIssuers)
+		if err != nil {
+			if errors.Is(err, errAssertion) {
+				h.log.DebugContext(ctx, "client assertion refused", "client_id", cl.ID, "reason", err.Error())
+				return nil, nil, fail
+			}
+			return nil, nil, storeError(ctx, h.log, "check client assertion", err)
+		}
+		return cl, claims, nil
+	case m.ClientSecret != "":
+		cl, ok := h.clients.Authenticate(m.ClientId, m.ClientSecret)
+		if !ok {
+			return nil, nil, fail
+		}
+		return cl, nil, nil
+	}
+	return nil, nil, fail
+}
+
+// callerOwner is the owner whose M2M tokens the bearer may see: a user (or
+// an API token of the user) owns as the user id; an M2M token speaks for its
+// owner.
+func callerOwner(ctx context.Context) (string, error) {
+	c, ok := authn.ClaimsFrom(ctx)
+	if !ok {
+		return "", connect.NewError(connect.CodeUnauthenticated, errors.New("missing or invalid access token"))
+	}
+	switch {
+	case c.Kind == tokens.KindClient && c.Owner != "":
+		return c.Owner, nil
+	case c.Kind == tokens.KindUser || c.Kind == tokens.KindAPIToken:
+		return c.Subject, nil
+	}
+	return "", connect.NewError(connect.CodePermissionDenied, errors.New("this token speaks for no owner"))
+}
+
+// GetTokens streams the caller's tokens, a batch from Redis at a time.
+func (h *M2M) GetTokens(ctx context.Context, req *connect.Request[m2mpb.GetTokensRequest], stream *connect.ServerStream[m2mpb.Token]) error {
+	owner, err := callerOwner(ctx)
+	if err != nil {
+		return err
+	}
+	send := func(batch []redisstore.M2MToken) error {
+		for _, t := range batch {
+			if t.Blacklisted() && !req.Msg.IncludeBlacklisted {
+				continue
+			}
+			if err := stream.Send(m2mMessage(t)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if ids := req.Msg.IdFilter; len(ids) > 0 {
+		if len(ids) > 1000 {
+			return invalidArgument("id_filter names more than 1000 ids")
+		}
+		batch, err := h.store.GetM2MTokens(ctx, owner, ids)
+		if err != nil {
+			return storeError(ctx, h.log, "read M2M tokens", err)
+		}
+		return send(batch)
+	}
+	err = h.store.ListM2MTokens(ctx, owner, send)
+	var ce *connect.Error
+	if errors.As(err, &ce) || err == nil {
+		return err
+	}
+	if redisstore.IsUnavailable(err) || errors.Is(err, redisstore.ErrNotFound) {
+		return storeError(ctx, h.log, "list M2M tokens", err)
+	}
+	return err // the stream's own error (client gone)
+}
+
+// DeleteTokens blacklists the caller's live tokens and deletes the expired
+// ones, among id_filter or all.
+func (h *M2M) DeleteTokens(ctx context.Context, req *connect.Request[m2mpb.DeleteTokensRequest]) (*connect.Response[m2mpb.DeleteTokensResponse], error) {
+	owner, err := callerOwner(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(req.Msg.IdFilter) > 1000 {
+		return nil, invalidArgument("id_filter names more than 1000 ids")
+	}
+	bl, del, err := h.store.DeleteM2MTokens(ctx, owner, req.Msg.IdFilter)
+	if err != nil {
+		return nil, storeError(ctx, h.log, "delete M2M tokens", err)
+	}
+	return connect.NewResponse(&m2mpb.DeleteTokensResponse{BlacklistedCount: bl, DeletedCount: del}), nil
+}
+
+func m2mMessage(t redisstore.M2MToken) *m2mpb.Token {
+	msg := &m2mpb.Token{Id: t.ID, Version: t.Version, Name: t.Name, Owner: t.Owner, IssuedAt: t.IssuedAt.Unix(),
+		Audience: t.Audience, Scope: t.Scope, ClientId: t.ClientID, Subject: t.Subject}
+	if !t.ExpiresAt.IsZero() {
+		msg.Expiration = t.ExpiresAt.Unix()
+	}
+	if t.Blacklisted() {
+		msg.Blacklisted = &m2mpb.Token_BlackListed{Flag: true, Timestamp: t.BlacklistedAt.Unix()}
+	}
+	if len(t.Claims) > 0 {
+		var v any
+		if json.Unmarshal(t.Claims, &v) == nil {
+			msg.OriginalTokenClaims, _ = structpb.NewValue(v)
+		}
+	}
+	return msg
+}
+
+// ClientCredentialsGrant serves grant_type=client_credentials on
+// /oauth/token with the same code as CreateToken, including the original
+// server's extra form fields (audience, token_name, expiration,
+// client_assertion, client_assertion_type).
+func (h *M2M) ClientCredentialsGrant() GrantFunc {
+	return func(ctx context.Context, req *OAuthTokenRequest) (*OAuthTokenResponse, error) {
+		f := req.Form
+		m := &m2mpb.CreateTokenRequest{GrantType: req.GrantType, ClientId: req.ClientID, ClientSecret: req.ClientSecret,
+			TokenName: f.Get("token_name"), ClientAssertion: f.Get("client_assertion"),
+			ClientAssertionType: f.Get("client_assertion_type")}
+		for _, a := range f["audience"] {
+			m.Audience = append(m.Audience, strings.Fields(a)...)
+		}
+		if s := f.Get("scope"); s != "" {
+			m.Scope = strings.Fields(s)
+		}
+		if e := f.Get("expiration"); e != "" {
+			n, err := strconv.ParseInt(e, 10, 64)
+			if err != nil {
+				return nil, &OAuthError{Status: 400, Code: "invalid_request", Description: "expiration must be Unix seconds"}
+			}
+			m.Expiration = n
+		}
+		resp, err := h.create(ctx, m)
+		if err != nil {
+			if connect.CodeOf(err) == connect.CodeUnauthenticated {
+				return nil, InvalidClient()
+			}
+			return nil, err
+		}
+		return &OAuthTokenResponse{AccessToken: resp.AccessToken, TokenType: resp.TokenType,
+			ExpiresIn: resp.ExpiresIn, Scope: strings.Join(resp.Scope, " ")}, nil
+	}
+}
