@@ -596,6 +596,41 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 		}
 	})
 
+	t.Run("M2MConcurrentCreate", func(t *testing.T) {
+		t.Parallel()
+		s, c := newStore(t)
+		ctx := t.Context()
+		// Concurrent creates share pipelines (batcher); each must land whole.
+		var wg sync.WaitGroup
+		for g := range 32 {
+			wg.Go(func() {
+				for i := range 25 {
+					if err := s.CreateM2MToken(ctx, m2m(fmt.Sprint("o", g%4), fmt.Sprintf("c%02d_%02d", g, i), hour)); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		total := int64(0)
+		for o := range 4 {
+			total += c.ZCard(ctx, s.keys.m2mIndex(fmt.Sprint("o", o))).Val()
+		}
+		if total != 800 || c.SCard(ctx, s.keys.m2mOwners()).Val() != 4 {
+			t.Errorf("%d indexed, %d owners; want 800, 4", total, c.SCard(ctx, s.keys.m2mOwners()).Val())
+		}
+		got, err := s.GetM2MTokens(ctx, "o1", []string{"c01_24", "c05_00"})
+		if err != nil || len(got) != 2 {
+			t.Errorf("records: %v, %v", got, err)
+		}
+		// After Close, calls fail (unavailable) instead of hanging.
+		s.Close()
+		if err := s.CreateM2MToken(ctx, m2m("o1", "late", hour)); !IsUnavailable(err) {
+			t.Errorf("create after Close: %v, want unavailable", err)
+		}
+	})
+
 	t.Run("M2MBlacklistAndDelete", func(t *testing.T) {
 		t.Parallel()
 		s, c := newStore(t)

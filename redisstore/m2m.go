@@ -39,6 +39,10 @@ var (
 	m2mDeleteSrc    string
 	m2mDeleteScript = redis.NewScript(m2mDeleteSrc)
 
+	//go:embed m2m_owner.lua
+	m2mOwnerSrc    string
+	m2mOwnerScript = redis.NewScript(m2mOwnerSrc)
+
 	//go:embed m2m_sweep.lua
 	m2mSweepSrc    string
 	m2mSweepScript = redis.NewScript(m2mSweepSrc)
@@ -49,7 +53,8 @@ var (
 const m2mBatch = 500
 
 // CreateM2MToken stores rec, indexed under its owner, until it expires: one
-// script and the owner's entry in the sweep's set, in one round trip.
+// script and the owner's entry in the sweep's set, in one round trip shared
+// with concurrent requests (see batcher).
 func (s *Store) CreateM2MToken(ctx context.Context, rec M2MToken) error {
 	if !validID(rec.ID) || rec.Owner == "" {
 		return fmt.Errorf("redisstore: malformed M2M token id %q or empty owner", rec.ID)
@@ -66,17 +71,9 @@ func (s *Store) CreateM2MToken(ctx context.Context, rec M2MToken) error {
 		"name", rec.Name, "owner", rec.Owner, "client", rec.ClientID, "sub", rec.Subject,
 		"aud", aud, "scope", scope, "iat", rec.IssuedAt.Unix(), "exp", exp,
 		"claims", rec.Claims, "ver", 1, "bl", 0}
-	cmds, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		m2mCreateScript.EvalSha(ctx, p, []string{s.keys.m2mToken(rec.Owner, rec.ID), s.keys.m2mIndex(rec.Owner)}, args...)
-		p.SAdd(ctx, s.keys.m2mOwners(), digest(rec.Owner))
-		return nil
-	})
-	if err != nil && redis.HasErrorPrefix(cmds[0].Err(), "NOSCRIPT") {
-		err = m2mCreateScript.Run(ctx, s.rdb, []string{s.keys.m2mToken(rec.Owner, rec.ID), s.keys.m2mIndex(rec.Owner)}, args...).Err()
-		if err == nil {
-			err = s.rdb.SAdd(ctx, s.keys.m2mOwners(), digest(rec.Owner)).Err()
-		}
-	}
+	err := s.batch.run(ctx,
+		scriptCall{m2mCreateScript, []string{s.keys.m2mToken(rec.Owner, rec.ID), s.keys.m2mIndex(rec.Owner)}, args},
+		scriptCall{m2mOwnerScript, []string{s.keys.m2mOwners()}, []any{digest(rec.Owner)}})
 	return wrap("create M2M token", err)
 }
 

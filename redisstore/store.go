@@ -63,6 +63,8 @@ type Store struct {
 	owned bool                 // Close closes rdb
 	embed *miniredis.Miniredis // embedded server, when Open started one
 
+	batch *batcher // pipelines concurrent requests' scripts together
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -118,7 +120,9 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 	if prefix == "" {
 		prefix = "tokend"
 	}
-	return &Store{rdb: rdb, keys: keys{prefix: prefix}}
+	s := &Store{rdb: rdb, keys: keys{prefix: prefix}}
+	s.batch = &batcher{store: s, stop: make(chan struct{})}
+	return s
 }
 
 func (o Options) validate() error {
@@ -131,10 +135,11 @@ func (o Options) validate() error {
 // Close releases what Open created: the client and the embedded server.
 // For a Store made by New it does nothing. Calling it again is harmless.
 func (s *Store) Close() error {
-	if !s.owned {
-		return nil
-	}
 	s.closeOnce.Do(func() {
+		close(s.batch.stop)
+		if !s.owned {
+			return
+		}
 		s.closeErr = s.rdb.Close()
 		if s.embed != nil {
 			s.embed.Close()

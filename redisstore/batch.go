@@ -1,0 +1,103 @@
+package redisstore
+
+import (
+	"context"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// batcher pipelines the script calls of concurrent requests: a worker takes
+// every call that is waiting and sends them in one pipeline, so a busy
+// server pays one write and one read system call (on both sides) for many
+// requests instead of one pair each. A lone request goes out at once: the
+// worker never waits for company.
+type batcher struct {
+	store *Store
+	ops   chan *batchOp
+	stop  chan struct{}
+	once  sync.Once
+}
+
+type batchOp struct {
+	calls []scriptCall
+	done  chan error
+}
+
+const (
+	batchWorkers = 4   // pipelines in flight at once
+	batchMax     = 128 // calls per pipeline
+)
+
+func (b *batcher) start() {
+	b.once.Do(func() {
+		b.ops = make(chan *batchOp, 1024)
+		for range batchWorkers {
+			go b.work()
+		}
+	})
+}
+
+func (b *batcher) work() {
+	var ops []*batchOp
+	var calls []scriptCall
+	for {
+		ops, calls = ops[:0], calls[:0]
+		select {
+		case op := <-b.ops:
+			ops, calls = append(ops, op), append(calls, op.calls...)
+		case <-b.stop:
+			return
+		}
+	drain:
+		for len(calls) < batchMax {
+			select {
+			case op := <-b.ops:
+				ops, calls = append(ops, op), append(calls, op.calls...)
+			default:
+				break drain
+			}
+		}
+		// Requests' own contexts may end while the pipeline runs; the
+		// client's timeouts bound it.
+		out, _ := b.store.runPipelined(context.Background(), calls)
+		i := 0
+		for _, op := range ops {
+			var err error
+			for range op.calls {
+				if e := out[i].Err(); e != nil && err == nil {
+					err = e
+				}
+				i++
+			}
+			op.done <- err
+		}
+	}
+}
+
+// run sends calls in a shared pipeline and returns the first error among
+// them. The calls of one op keep their order within the pipeline.
+func (b *batcher) run(ctx context.Context, calls ...scriptCall) error {
+	b.start()
+	select {
+	case <-b.stop:
+		return redis.ErrClosed
+	default:
+	}
+	op := &batchOp{calls: calls, done: make(chan error, 1)}
+	select {
+	case b.ops <- op:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-b.stop:
+		return redis.ErrClosed
+	}
+	select {
+	case err := <-op.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-b.stop: // closed while waiting: workers may be gone
+		return redis.ErrClosed
+	}
+}
