@@ -79,7 +79,7 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("page errors: %v", run.Errors)
 	}
 	want := []string{"login", "wrong-password", "refresh", "create-api-token", "list-api-tokens",
-		"trade-api-token", "delete-api-token", "logout"}
+		"trade-api-token", "delete-api-token", "create-m2m-token", "logout"}
 	for _, transport := range []string{"grpc-web", "connect"} {
 		done := map[string]bool{}
 		for _, s := range run.Steps {
@@ -115,7 +115,8 @@ func TestBrowser(t *testing.T) {
 // drive opens the page against api and returns what it showed.
 func drive(t *testing.T, pageURL, api, screenshot string) browserRun {
 	t.Helper()
-	q := url.Values{"api": {api}, "user": {"alice"}, "password": {alicePassword}}
+	q := url.Values{"api": {api}, "user": {"alice"}, "password": {alicePassword},
+		"m2m_client": {"svc"}, "m2m_secret": {clientSecret}, "m2m_audience": {"api"}}
 	out := filepath.Join(webDir, "out")
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		t.Fatal(err)

@@ -51,6 +51,8 @@ func TestMain(m *testing.M) {
 const (
 	alicePassword = "correct horse battery staple"
 	bobPassword   = "tr0ub4dor&3"
+	clientSecret  = "client-secret-for-system-tests" // of clients 1001 (codes) and svc (M2M)
+	redirectURI   = "http://127.0.0.1:9999/callback"
 )
 
 var (
@@ -62,7 +64,7 @@ func hashOf(t testing.TB, secret string) string {
 	t.Helper()
 	hashOnce.Do(func() {
 		hashes = map[string]string{}
-		for _, s := range []string{alicePassword, bobPassword} {
+		for _, s := range []string{alicePassword, bobPassword, clientSecret} {
 			h, err := passhash.HashBcrypt(s, 4) // the lowest cost: these tests are about processes, not hashing
 			if err != nil {
 				panic(err)
@@ -109,7 +111,12 @@ limits:
 users:
   - {id: 7, username: alice, password_hash: %q}
   - {id: 8, username: bob, password_hash: %q}
-%s`, addr, issuer, redisURL, keyFile, hashOf(t, alicePassword), hashOf(t, bobPassword), extra)
+clients:
+  - {id: "1001", secret_hash: %q, redirect_uris: [%q], grant_types: [authorization_code, refresh_token], scopes: [read]}
+  - {id: svc, secret_hash: %q, grant_types: [client_credentials], owner: svc-owner, audiences: [api], scopes: [read], access_token_lifetime: 1h}
+  - {id: self-service, grant_types: [client_credentials], audiences: [api], scopes: [read], access_token_lifetime: 1h, assertion_issuers: [%q]}
+%s`, addr, issuer, redisURL, keyFile, hashOf(t, alicePassword), hashOf(t, bobPassword),
+		hashOf(t, clientSecret), redirectURI, hashOf(t, clientSecret), issuer, extra)
 }
 
 // signingKey writes one Ed25519 key (from `tokend keygen`) shared by every

@@ -2,13 +2,20 @@ package system
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"net/http"
+	"strings"
 	"testing"
 
 	"connectrpc.com/connect"
 
+	authpb "github.com/tokend/tokend/gen/auth"
+	"github.com/tokend/tokend/gen/auth/authpbconnect"
 	authv1 "github.com/tokend/tokend/gen/auth/v1"
 	"github.com/tokend/tokend/gen/auth/v1/authv1connect"
+	m2mpb "github.com/tokend/tokend/gen/m2moauthserver/pb"
+	"github.com/tokend/tokend/gen/m2moauthserver/pb/m2mpbconnect"
 	tsv1 "github.com/tokend/tokend/gen/priv/tokenservice/v1alpha1"
 	"github.com/tokend/tokend/gen/priv/tokenservice/v1alpha1/tokenservicev1alpha1connect"
 	"github.com/tokend/tokend/redisstore/redistest"
@@ -31,15 +38,30 @@ func protocols() []protocol {
 	}
 }
 
-// withBearer adds an Authorization header to every call.
+// withBearer adds an Authorization header to every call, unary or stream.
 func withBearer(opts []connect.ClientOption, token string) []connect.ClientOption {
-	return append(append([]connect.ClientOption(nil), opts...), connect.WithInterceptors(
-		connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
-			return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-				req.Header().Set("Authorization", "Bearer "+token)
-				return next(ctx, req)
-			}
-		})))
+	return append(append([]connect.ClientOption(nil), opts...), connect.WithInterceptors(bearerInterceptor(token)))
+}
+
+type bearerInterceptor string
+
+func (b bearerInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		req.Header().Set("Authorization", "Bearer "+string(b))
+		return next(ctx, req)
+	}
+}
+
+func (b bearerInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		conn := next(ctx, spec)
+		conn.RequestHeader().Set("Authorization", "Bearer "+string(b))
+		return conn
+	}
+}
+
+func (bearerInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
 }
 
 func passwordLogin(user, pass string) *connect.Request[authv1.TokenRequest] {
@@ -84,6 +106,71 @@ func everyMethodEveryProtocol(t *testing.T, redisURL string) {
 			}
 			if rotated.Msg.RefreshToken == login.Msg.RefreshToken || rotated.Msg.AccessToken == "" {
 				t.Fatalf("RefreshToken did not rotate: %v", rotated.Msg)
+			}
+
+			// Authorization codes: the user's front end asks for a code for
+			// client 1001 (PKCE S256); the client exchanges it.
+			codes := authpbconnect.NewAuthServiceClient(pr.client, p.URL, withBearer(pr.opts, rotated.Msg.AccessToken)...)
+			verifier := strings.Repeat("v", 43)
+			sum := sha256.Sum256([]byte(verifier))
+			code, err := codes.GenerateAuthorizationCode(ctx, connect.NewRequest(&authpb.GenerateAuthorizationCodeRequest{
+				UserId: 7, ClientId: 1001, RedirectUri: redirectURI, Scope: "read",
+				CodeChallenge: base64.RawURLEncoding.EncodeToString(sum[:]), CodeChallengeMethod: "S256"}))
+			if err != nil {
+				t.Fatal("GenerateAuthorizationCode:", err)
+			}
+			exchanged, err := authpbconnect.NewAuthServiceClient(pr.client, p.URL, pr.opts...).ExchangeToken(ctx,
+				connect.NewRequest(&authpb.ExchangeTokenRequest{Code: code.Msg.Code, ClientId: 1001, ClientSecret: clientSecret,
+					RedirectUri: redirectURI, CodeVerifier: verifier}))
+			if err != nil || exchanged.Msg.AccessToken == "" || exchanged.Msg.RefreshToken == "" || exchanged.Msg.BaseResp.GetMessage() != "OK" {
+				t.Fatal("ExchangeToken:", exchanged, err)
+			}
+
+			// M2M: a client with its secret, and the signed-in user through
+			// a client that trusts tokend's own tokens as assertions.
+			m2m := m2mpbconnect.NewM2MOAuthServiceClient(pr.client, p.URL, pr.opts...)
+			svc, err := m2m.CreateToken(ctx, connect.NewRequest(&m2mpb.CreateTokenRequest{GrantType: "client_credentials",
+				ClientId: "svc", ClientSecret: clientSecret, Audience: []string{"api"}}))
+			if err != nil {
+				t.Fatal("M2M CreateToken:", err)
+			}
+			mine, err := m2m.CreateToken(ctx, connect.NewRequest(&m2mpb.CreateTokenRequest{GrantType: "client_credentials",
+				ClientId: "self-service", ClientAssertionType: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+				ClientAssertion: rotated.Msg.AccessToken, TokenName: pr.name}))
+			if err != nil {
+				t.Fatal("M2M CreateToken with an assertion:", err)
+			}
+			asUser := m2mpbconnect.NewM2MOAuthServiceClient(pr.client, p.URL, withBearer(pr.opts, rotated.Msg.AccessToken)...)
+			stream, err := asUser.GetTokens(ctx, connect.NewRequest(&m2mpb.GetTokensRequest{}))
+			if err != nil {
+				t.Fatal("GetTokens:", err)
+			}
+			var listed []*m2mpb.Token
+			for stream.Receive() {
+				listed = append(listed, stream.Msg())
+			}
+			if err := stream.Err(); err != nil || len(listed) != 1 || listed[0].Owner != "7" || listed[0].Name != pr.name {
+				t.Fatalf("GetTokens: %v, %v; want alice's one token", listed, err)
+			}
+			del, err := asUser.DeleteTokens(ctx, connect.NewRequest(&m2mpb.DeleteTokensRequest{}))
+			if err != nil || del.Msg.BlacklistedCount != 1 {
+				t.Fatal("DeleteTokens:", del, err)
+			}
+			// The blacklisted token is refused as a bearer; svc's still works.
+			_, err = m2mpbconnect.NewM2MOAuthServiceClient(pr.client, p.URL, withBearer(pr.opts, mine.Msg.AccessToken)...).
+				DeleteTokens(ctx, connect.NewRequest(&m2mpb.DeleteTokensRequest{}))
+			wantCode(t, err, connect.CodeUnauthenticated)
+			asSvc := m2mpbconnect.NewM2MOAuthServiceClient(pr.client, p.URL, withBearer(pr.opts, svc.Msg.AccessToken)...)
+			stream, err = asSvc.GetTokens(ctx, connect.NewRequest(&m2mpb.GetTokensRequest{}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for stream.Receive() {
+				n++
+			}
+			if err := stream.Err(); err != nil || n == 0 {
+				t.Fatalf("svc-owner's GetTokens: %d, %v", n, err)
 			}
 
 			// API tokens, with the access token from the login.
