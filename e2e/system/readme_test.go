@@ -167,7 +167,7 @@ func stripComment(s string) string {
 	return strings.TrimSpace(s)
 }
 
-var placeholder = regexp.MustCompile(`<([a-z][a-z ]*)>`)
+var placeholder = regexp.MustCompile(`<([a-z][a-z0-9 ]*)>`)
 
 // fillPlaceholders replaces every <name> in line by values[name].
 func fillPlaceholders(t *testing.T, line string, values map[string]string) string {
