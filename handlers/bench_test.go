@@ -141,14 +141,8 @@ func BenchmarkExchangeToken(b *testing.B) {
 // verified-secret cache already holds: one signature and one Redis round
 // trip (record, index and owner set) per token.
 func BenchmarkM2MCreateToken(b *testing.B) {
-	srv := redistest.Start(b)
-	store, err := redisstore.Open(context.Background(), srv.URL, redisstore.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = store.Close() })
-	key, _ := tokens.GenerateKey("EdDSA")
-	ks, _ := tokens.NewKeySet(key)
+	v1 := benchAuthV1(b) // for its store, minter and logger
+	store := v1.sessions.(*redisstore.Store)
 	hash, err := passhash.Hash("bench-m2m-secret")
 	if err != nil {
 		b.Fatal(err)
@@ -156,8 +150,7 @@ func BenchmarkM2MCreateToken(b *testing.B) {
 	clients := NewClients([]config.Client{{ID: "bench-m2m", SecretHash: hash, GrantTypes: []string{"client_credentials"},
 		Owner: "bench-owner", Audiences: []string{"api"}, Scopes: []string{"read", "write"},
 		AccessTokenLifetime: config.Duration(time.Hour)}}, passhash.NewSecretCache(100, time.Hour))
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	h := NewM2M(store, clients, nil, NewMinter(ks, "http://bench"), log)
+	h := NewM2M(store, clients, nil, v1.minter, v1.log)
 	req := func() *connect.Request[m2mpb.CreateTokenRequest] {
 		return connect.NewRequest(&m2mpb.CreateTokenRequest{GrantType: "client_credentials", ClientId: "bench-m2m",
 			ClientSecret: "bench-m2m-secret", Audience: []string{"api"}})

@@ -194,13 +194,14 @@ func (h *M2M) GetTokens(ctx context.Context, req *connect.Request[m2mpb.GetToken
 	if err != nil {
 		return err
 	}
+	var sendErr error // the stream's own failure (client gone), returned as is
 	send := func(batch []redisstore.M2MToken) error {
 		for _, t := range batch {
 			if t.Blacklisted() && !req.Msg.IncludeBlacklisted {
 				continue
 			}
-			if err := stream.Send(m2mMessage(t)); err != nil {
-				return err
+			if sendErr = stream.Send(m2mMessage(t)); sendErr != nil {
+				return sendErr
 			}
 		}
 		return nil
@@ -215,15 +216,10 @@ func (h *M2M) GetTokens(ctx context.Context, req *connect.Request[m2mpb.GetToken
 		}
 		return send(batch)
 	}
-	err = h.store.ListM2MTokens(ctx, owner, send)
-	var ce *connect.Error
-	if errors.As(err, &ce) || err == nil {
-		return err
-	}
-	if redisstore.IsUnavailable(err) || errors.Is(err, redisstore.ErrNotFound) {
+	if err := h.store.ListM2MTokens(ctx, owner, send); err != nil && sendErr == nil {
 		return storeError(ctx, h.log, "list M2M tokens", err)
 	}
-	return err // the stream's own error (client gone)
+	return sendErr
 }
 
 // DeleteTokens blacklists the caller's live tokens and deletes the expired

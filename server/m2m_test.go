@@ -370,14 +370,7 @@ func TestM2MOwnersListAndBlacklist(t *testing.T) {
 
 func introspect(t *testing.T, ts *testServer, client, token string) map[string]any {
 	t.Helper()
-	form := url.Values{"token": {token}}
-	req, _ := http.NewRequest(http.MethodPost, ts.URL+"/oauth/introspect", strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(client, m2mSecret)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := postToken(t, ts, "/oauth/introspect", client, token)
 	defer resp.Body.Close()
 	var out map[string]any
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
@@ -387,6 +380,21 @@ func introspect(t *testing.T, ts *testServer, client, token string) map[string]a
 		t.Fatalf("introspect: %d %v", resp.StatusCode, out)
 	}
 	return out
+}
+
+// postToken POSTs token to an RFC 7662/7009 endpoint as client (HTTP Basic,
+// the M2M test secret).
+func postToken(t *testing.T, ts *testServer, path, client, token string) *http.Response {
+	t.Helper()
+	form := url.Values{"token": {token}}
+	req, _ := http.NewRequest(http.MethodPost, ts.URL+path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(client, m2mSecret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
 }
 
 func TestIntrospectionAndRevocation(t *testing.T) {
@@ -416,14 +424,7 @@ func TestIntrospectionAndRevocation(t *testing.T) {
 	}
 
 	revoke := func(client, token string) int {
-		form := url.Values{"token": {token}}
-		req, _ := http.NewRequest(http.MethodPost, ts.URL+"/oauth/revoke", strings.NewReader(form.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.SetBasicAuth(client, m2mSecret)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
+		resp := postToken(t, ts, "/oauth/revoke", client, token)
 		resp.Body.Close()
 		return resp.StatusCode
 	}
