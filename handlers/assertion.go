@@ -81,6 +81,12 @@ func (a *Assertions) Verify(ctx context.Context, assertion string, trusted []str
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", errAssertion, err)
 		}
+		// Only a user's tokens speak for a user: an M2M token's sub is a
+		// client id, which must never become an owner that could pass for a
+		// user id (RFC 9700 §4.15.1).
+		if c.Kind != tokens.KindUser && c.Kind != tokens.KindAPIToken {
+			return nil, fmt.Errorf("%w: tokend token of kind %s", errAssertion, c.Kind)
+		}
 		if a.revoked != nil {
 			revoked, err := a.revoked(ctx, c)
 			if err != nil {

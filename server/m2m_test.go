@@ -269,6 +269,15 @@ func TestM2MCreateTokenRules(t *testing.T) {
 			t.Fatalf("original_token_claims %v", orig)
 		}
 	})
+	t.Run("assertion that is an M2M token of tokend", func(t *testing.T) {
+		// Its sub is a client id: it must not become an owner.
+		m2mTok, err := createM2M(ts, secret(&m2mpb.CreateTokenRequest{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = assert(m2mTok.AccessToken)
+		wantCode(t, err, connect.CodeUnauthenticated)
+	})
 	t.Run("assertion from a trusted foreign issuer", func(t *testing.T) {
 		a := foreign.sign(t, jwt.MapClaims{"sub": "robot-9", "exp": now.Add(time.Minute).Unix()})
 		got, err := assert(a)
