@@ -25,12 +25,19 @@ func BenchmarkVerify(b *testing.B) {
 		b.Run(alg, func(b *testing.B) {
 			ks := mustKeySet(b, testKey(b, alg, 0))
 			tok := mustSign(b, ks, testClaims(time.Now()))
-			v := NewVerifier(ks, testIssuer)
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := v.Verify(tok); err != nil {
-					b.Fatal(err)
-				}
+			for _, cache := range []struct {
+				name string
+				size int
+			}{{"signature", 0}, {"remembered", DefaultCacheSize}} {
+				b.Run(cache.name, func(b *testing.B) {
+					v := NewVerifier(ks, testIssuer, WithCacheSize(cache.size))
+					b.ReportAllocs()
+					for b.Loop() {
+						if _, err := v.Verify(tok); err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
 			}
 		})
 	}
