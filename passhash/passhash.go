@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -199,10 +200,21 @@ func HashBcrypt(secret string, cost int) (string, error) {
 //
 // Like every bcrypt implementation, a bcrypt hash considers only the first 72
 // bytes of the secret.
+//
+// At most GOMAXPROCS checks run at once; others wait their turn. The hashes
+// are CPU-bound, so more at once would finish none sooner, and each argon2id
+// check holds its memory parameter (19 MiB by default) while it runs: a burst
+// of logins must not turn into a burst of memory.
 func Verify(encoded, secret string) error {
 	p, err := parse(encoded)
 	if err != nil {
 		return err
+	}
+	hashSlots <- struct{}{}
+	defer func() { <-hashSlots }()
+	if onHash != nil {
+		onHash(+1)
+		defer onHash(-1)
 	}
 	if a := p.argon; a != nil {
 		got := argon2.IDKey([]byte(secret), a.salt, a.time, a.memory, a.threads, uint32(len(a.key)))
@@ -220,6 +232,13 @@ func Verify(encoded, secret string) error {
 		return malformed("bcrypt: %v", err)
 	}
 }
+
+// hashSlots bounds the password checks running at once (Verify).
+var hashSlots = make(chan struct{}, runtime.GOMAXPROCS(0))
+
+// onHash, when set (tests only), is told of every check starting (+1) and
+// ending (-1) while it holds a slot.
+var onHash func(delta int)
 
 // Validate reports whether encoded is a hash Verify accepts, without hashing
 // anything. Its error wraps ErrMalformed and says what is wrong.

@@ -3,8 +3,11 @@ package passhash
 import (
 	"errors"
 	"os/exec"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 // cheap returns a valid argon2id hash with minimal parameters, so that tests
@@ -219,5 +222,39 @@ func BenchmarkVerifyBcrypt10(b *testing.B) {
 		if err := Verify(h, "benchmark secret"); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// Password checks run at most GOMAXPROCS at a time, however many callers ask
+// at once (each argon2id check holds 19 MiB while it runs).
+func TestVerifyConcurrencyBounded(t *testing.T) {
+	hash, err := HashBcrypt("pw", 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	running, most := 0, 0
+	onHash = func(delta int) {
+		mu.Lock()
+		running += delta
+		most = max(most, running)
+		mu.Unlock()
+		if delta > 0 {
+			time.Sleep(20 * time.Millisecond) // long enough for every caller to pile up
+		}
+	}
+	defer func() { onHash = nil }()
+	limit := runtime.GOMAXPROCS(0)
+	var wg sync.WaitGroup
+	for range 4 * limit {
+		wg.Go(func() {
+			if err := Verify(hash, "pw"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if most != limit {
+		t.Fatalf("at most %d checks ran at once, want exactly GOMAXPROCS = %d", most, limit)
 	}
 }
