@@ -84,7 +84,12 @@ func (s *Store) GetAPIToken(ctx context.Context, id string) (APIToken, error) {
 	if !validID(id) {
 		return APIToken{}, ErrNotFound
 	}
-	m, err := s.rdb.HGetAll(ctx, s.keys.apiToken(id)).Result()
+	key := s.keys.apiToken(id)
+	out, err := s.batch.run(ctx, command(func(p redis.Pipeliner) redis.Cmder { return p.HGetAll(ctx, key) }))
+	var m map[string]string
+	if len(out) == 1 {
+		m = out[0].(*redis.MapStringStringCmd).Val()
+	}
 	if err != nil {
 		return APIToken{}, wrap("get API token", err)
 	}
@@ -101,10 +106,12 @@ func (s *Store) APITokenActive(ctx context.Context, id string) (bool, error) {
 	if !validID(id) {
 		return false, nil
 	}
-	n, err := s.rdb.Exists(ctx, s.keys.apiToken(id)).Result()
+	key := s.keys.apiToken(id)
+	out, err := s.batch.run(ctx, command(func(p redis.Pipeliner) redis.Cmder { return p.Exists(ctx, key) }))
 	if err != nil {
 		return false, wrap("API token active", err)
 	}
+	n := out[0].(*redis.IntCmd).Val()
 	return n == 1, nil
 }
 
@@ -172,7 +179,7 @@ func (s *Store) TouchAPITokens(ctx context.Context, used map[string]time.Time) e
 	calls := make([]scriptCall, 0, len(used))
 	for id, t := range used {
 		if validID(id) {
-			calls = append(calls, scriptCall{apiTokenTouchScript, []string{s.keys.apiToken(id)}, []any{t.Unix()}})
+			calls = append(calls, scriptCall{script: apiTokenTouchScript, keys: []string{s.keys.apiToken(id)}, args: []any{t.Unix()}})
 		}
 	}
 	if len(calls) == 0 {

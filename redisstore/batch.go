@@ -7,7 +7,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// batcher pipelines the script calls of concurrent requests: a worker takes
+// batcher pipelines the Redis calls of concurrent requests: a worker takes
 // every call that is waiting and sends them in one pipeline, so a busy
 // server pays one write and one read system call (on both sides) for many
 // requests instead of one pair each. A lone request goes out at once: the
@@ -21,6 +21,7 @@ type batcher struct {
 
 type batchOp struct {
 	calls []scriptCall
+	out   []redis.Cmder // set before done is sent on
 	done  chan error
 }
 
@@ -64,40 +65,43 @@ func (b *batcher) work() {
 		i := 0
 		for _, op := range ops {
 			var err error
-			for range op.calls {
-				if e := out[i].Err(); e != nil && err == nil {
+			op.out = out[i : i+len(op.calls) : i+len(op.calls)]
+			for _, c := range op.out {
+				if e := c.Err(); e != nil && err == nil {
 					err = e
 				}
-				i++
 			}
+			i += len(op.calls)
 			op.done <- err
 		}
 	}
 }
 
-// run sends calls in a shared pipeline and returns the first error among
-// them. The calls of one op keep their order within the pipeline.
-func (b *batcher) run(ctx context.Context, calls ...scriptCall) error {
+// run sends calls in a shared pipeline and returns their results (result i
+// for calls[i]) and the first error among them; no results when the call
+// never got an answer (ctx ended, store closed). The calls of one op keep
+// their order within the pipeline.
+func (b *batcher) run(ctx context.Context, calls ...scriptCall) ([]redis.Cmder, error) {
 	b.start()
 	select {
 	case <-b.stop:
-		return redis.ErrClosed
+		return nil, redis.ErrClosed
 	default:
 	}
 	op := &batchOp{calls: calls, done: make(chan error, 1)}
 	select {
 	case b.ops <- op:
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	case <-b.stop:
-		return redis.ErrClosed
+		return nil, redis.ErrClosed
 	}
 	select {
 	case err := <-op.done:
-		return err
+		return op.out, err
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	case <-b.stop: // closed while waiting: workers may be gone
-		return redis.ErrClosed
+		return nil, redis.ErrClosed
 	}
 }

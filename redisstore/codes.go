@@ -74,7 +74,7 @@ func (s *Store) CreateCode(ctx context.Context, c AuthCode, ttl time.Duration) (
 		return "", fmt.Errorf("redisstore: malformed family id %q", c.FamilyID)
 	}
 	code := randomB64(32)
-	n, err := createCodeScript.Run(ctx, s.rdb, []string{s.keys.code(hashToken(code))},
+	n, err := s.run(ctx, createCodeScript, []string{s.keys.code(hashToken(code))},
 		c.UserID, c.ClientID, c.RedirectURI, c.Scope, c.Challenge, c.ChallengeMethod, c.FamilyID,
 		ttl.Milliseconds()).Int()
 	if err != nil {
@@ -100,7 +100,7 @@ func (s *Store) ConsumeCode(ctx context.Context, code string, check CodeCheck) (
 	if len(code) != codeLen || !base64url(code) {
 		return AuthCode{}, ErrNotFound
 	}
-	res, err := consumeCodeScript.Run(ctx, s.rdb, []string{s.keys.code(hashToken(code))},
+	res, err := s.run(ctx, consumeCodeScript, []string{s.keys.code(hashToken(code))},
 		check.ClientID, check.RedirectURI, check.Challenge).Slice()
 	if err != nil {
 		return AuthCode{}, wrap("consume authorization code", err)

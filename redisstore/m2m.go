@@ -71,17 +71,21 @@ func (s *Store) CreateM2MToken(ctx context.Context, rec M2MToken) error {
 		"name", rec.Name, "owner", rec.Owner, "client", rec.ClientID, "sub", rec.Subject,
 		"aud", aud, "scope", scope, "iat", rec.IssuedAt.Unix(), "exp", exp,
 		"claims", rec.Claims, "ver", 1, "bl", 0}
-	err := s.batch.run(ctx,
-		scriptCall{m2mCreateScript, []string{s.keys.m2mToken(rec.Owner, rec.ID), s.keys.m2mIndex(rec.Owner)}, args},
-		scriptCall{m2mOwnerScript, []string{s.keys.m2mOwners()}, []any{digest(rec.Owner)}})
+	_, err := s.batch.run(ctx,
+		scriptCall{script: m2mCreateScript, keys: []string{s.keys.m2mToken(rec.Owner, rec.ID), s.keys.m2mIndex(rec.Owner)}, args: args},
+		scriptCall{script: m2mOwnerScript, keys: []string{s.keys.m2mOwners()}, args: []any{digest(rec.Owner)}})
 	return wrap("create M2M token", err)
 }
 
 // M2MBlacklisted reports whether the owner's token id is blacklisted: one
 // SISMEMBER, for the bearer check.
 func (s *Store) M2MBlacklisted(ctx context.Context, owner, id string) (bool, error) {
-	ok, err := s.rdb.SIsMember(ctx, s.keys.m2mBlacklist(owner), id).Result()
-	return ok, wrap("check M2M blacklist", err)
+	key := s.keys.m2mBlacklist(owner)
+	out, err := s.batch.run(ctx, command(func(p redis.Pipeliner) redis.Cmder { return p.SIsMember(ctx, key, id) }))
+	if err != nil {
+		return false, wrap("check M2M blacklist", err)
+	}
+	return out[0].(*redis.BoolCmd).Val(), nil
 }
 
 // GetM2MTokens returns the owner's tokens among ids (in that order; ids
@@ -149,20 +153,19 @@ func (s *Store) m2mRecords(ctx context.Context, owner string, ids []string) ([]M
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	cmds := make([]*redis.MapStringStringCmd, len(ids))
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, id := range ids {
-			cmds[i] = p.HGetAll(ctx, s.keys.m2mToken(owner, id))
-		}
-		return nil
-	})
+	calls := make([]scriptCall, len(ids))
+	for i, id := range ids {
+		key := s.keys.m2mToken(owner, id)
+		calls[i] = command(func(p redis.Pipeliner) redis.Cmder { return p.HGetAll(ctx, key) })
+	}
+	cmds, err := s.batch.run(ctx, calls...)
 	if err != nil {
 		return nil, wrap("read M2M tokens", err)
 	}
 	now := time.Now()
 	out := make([]M2MToken, 0, len(ids))
 	for i, c := range cmds {
-		if t, ok := m2mFromHash(ids[i], c.Val()); ok && (t.ExpiresAt.IsZero() || now.Before(t.ExpiresAt)) {
+		if t, ok := m2mFromHash(ids[i], c.(*redis.MapStringStringCmd).Val()); ok && (t.ExpiresAt.IsZero() || now.Before(t.ExpiresAt)) {
 			out = append(out, t)
 		}
 	}

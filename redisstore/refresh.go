@@ -122,7 +122,7 @@ func (s *Store) CreateRefreshInFamily(ctx context.Context, fam string, sess Sess
 		return IssuedRefresh{}, errBadTTL
 	}
 	token, hash := newRefreshToken(fam)
-	n, err := createRefreshScript.Run(ctx, s.rdb, []string{s.keys.family(fam), s.keys.refresh(fam, hash)},
+	n, err := s.run(ctx, createRefreshScript, []string{s.keys.family(fam), s.keys.refresh(fam, hash)},
 		sess.UserID, sess.ClientID, sess.Scope, sess.AuthTime, ttl.Milliseconds()).Int()
 	if err != nil {
 		return IssuedRefresh{}, wrap("create refresh token", err)
@@ -153,7 +153,7 @@ func (s *Store) RotateRefresh(ctx context.Context, token string, ttl, grace time
 		return IssuedRefresh{}, Session{}, errBadTTL
 	}
 	next, nextHash := newRefreshToken(fam)
-	res, err := rotateRefreshScript.Run(ctx, s.rdb,
+	res, err := s.run(ctx, rotateRefreshScript,
 		[]string{s.keys.family(fam), s.keys.refresh(fam, hash), s.keys.refresh(fam, nextHash)},
 		max(grace.Milliseconds(), 0), ttl.Milliseconds()).Slice()
 	if err != nil {
@@ -212,7 +212,12 @@ func (s *Store) FamilyActive(ctx context.Context, familyID string) (bool, error)
 	if !validFamily(familyID) {
 		return false, nil
 	}
-	v, err := s.rdb.HGet(ctx, s.keys.family(familyID), "revoked").Result()
+	key := s.keys.family(familyID)
+	var v string
+	out, err := s.batch.run(ctx, command(func(p redis.Pipeliner) redis.Cmder { return p.HGet(ctx, key, "revoked") }))
+	if len(out) == 1 {
+		v, err = out[0].(*redis.StringCmd).Result()
+	}
 	if err = wrap("family active", err); err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return false, nil

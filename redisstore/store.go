@@ -303,27 +303,36 @@ func unavailable(err error) bool {
 	return false
 }
 
-// scriptCall is one script run of a pipeline.
+// scriptCall is one script run of a pipeline, or, when script is nil, one
+// plain command that cmd queues on the pipeline.
 type scriptCall struct {
 	script *redis.Script
 	keys   []string
 	args   []any
+	cmd    func(p redis.Pipeliner) redis.Cmder
 }
+
+// command is a scriptCall for a plain command (HGET, SISMEMBER, HGETALL...).
+func command(queue func(p redis.Pipeliner) redis.Cmder) scriptCall { return scriptCall{cmd: queue} }
 
 // runPipelined runs calls in one pipeline (on Cluster, one per node), for
 // scripts whose keys live in different slots. Like Script.Run, it sends
 // EVALSHA and falls back to EVAL for the calls that got NOSCRIPT. The
-// result i belongs to calls[i].
-func (s *Store) runPipelined(ctx context.Context, calls []scriptCall) ([]*redis.Cmd, error) {
-	out := make([]*redis.Cmd, len(calls))
+// result i belongs to calls[i]: a *redis.Cmd for a script, the command's
+// own type for a plain command.
+func (s *Store) runPipelined(ctx context.Context, calls []scriptCall) ([]redis.Cmder, error) {
+	out := make([]redis.Cmder, len(calls))
 	// Pipelined's error is the first command's; each command's is read below.
 	send := func(idx []int, eval bool) {
 		_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, i := range idx {
 				c := calls[i]
-				if eval {
+				switch {
+				case c.script == nil:
+					out[i] = c.cmd(p)
+				case eval:
 					out[i] = c.script.Eval(ctx, p, c.keys, c.args...)
-				} else {
+				default:
 					out[i] = c.script.EvalSha(ctx, p, c.keys, c.args...)
 				}
 			}
@@ -337,7 +346,7 @@ func (s *Store) runPipelined(ctx context.Context, calls []scriptCall) ([]*redis.
 	send(all, false)
 	var noscript []int
 	for i, c := range out {
-		if redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
+		if calls[i].script != nil && redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
 			noscript = append(noscript, i)
 		}
 	}
@@ -350,4 +359,16 @@ func (s *Store) runPipelined(ctx context.Context, calls []scriptCall) ([]*redis.
 		}
 	}
 	return out, nil
+}
+
+// run runs one script through the batcher, sharing a pipeline with other
+// requests' calls: the drop-in for script.Run(ctx, s.rdb, keys, args...).
+func (s *Store) run(ctx context.Context, script *redis.Script, keys []string, args ...any) *redis.Cmd {
+	out, err := s.batch.run(ctx, scriptCall{script: script, keys: keys, args: args})
+	if len(out) == 1 {
+		return out[0].(*redis.Cmd)
+	}
+	c := redis.NewCmd(ctx)
+	c.SetErr(err)
+	return c
 }

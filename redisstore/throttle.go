@@ -34,7 +34,7 @@ func (s *Store) ThrottleTake(ctx context.Context, keys []string, max int, window
 	}
 	calls := make([]scriptCall, len(keys))
 	for i, k := range keys {
-		calls[i] = scriptCall{throttleTakeScript, []string{s.keys.throttle(k)}, []any{window.Milliseconds()}}
+		calls[i] = scriptCall{script: throttleTakeScript, keys: []string{s.keys.throttle(k)}, args: []any{window.Milliseconds()}}
 	}
 	cmds, err := s.runPipelined(ctx, calls)
 	if err != nil {
@@ -42,7 +42,7 @@ func (s *Store) ThrottleTake(ctx context.Context, keys []string, max int, window
 	}
 	allowed = true
 	for _, c := range cmds {
-		if n, _ := c.Int64(); n > int64(max) {
+		if n, _ := c.(*redis.Cmd).Int64(); n > int64(max) {
 			allowed = false
 		}
 	}
@@ -62,7 +62,7 @@ func (s *Store) ThrottleForgive(ctx context.Context, keys []string) error {
 		if i == 0 {
 			mode = "all"
 		}
-		calls[i] = scriptCall{throttleForgiveScript, []string{s.keys.throttle(k)}, []any{mode}}
+		calls[i] = scriptCall{script: throttleForgiveScript, keys: []string{s.keys.throttle(k)}, args: []any{mode}}
 	}
 	_, err := s.runPipelined(ctx, calls)
 	return wrap("throttle forgive", err)
