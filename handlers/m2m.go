@@ -195,7 +195,7 @@ func (h *M2M) GetTokens(ctx context.Context, req *connect.Request[m2mpb.GetToken
 		return err
 	}
 	var sendErr error // the stream's own failure (client gone), returned as is
-	send := func(batch []redisstore.M2MToken) error {
+	emit := func(batch []redisstore.M2MToken) error {
 		for _, t := range batch {
 			if t.Blacklisted() && !req.Msg.IncludeBlacklisted {
 				continue
@@ -206,6 +206,13 @@ func (h *M2M) GetTokens(ctx context.Context, req *connect.Request[m2mpb.GetToken
 		}
 		return nil
 	}
+	send := func(batch []redisstore.M2MToken) error { // a batch of many: flushed as it comes
+		if err := emit(batch); err != nil {
+			return err
+		}
+		FlushStream(ctx)
+		return nil
+	}
 	if ids := req.Msg.IdFilter; len(ids) > 0 {
 		if len(ids) > 1000 {
 			return invalidArgument("id_filter names more than 1000 ids")
@@ -214,7 +221,7 @@ func (h *M2M) GetTokens(ctx context.Context, req *connect.Request[m2mpb.GetToken
 		if err != nil {
 			return storeError(ctx, h.log, "read M2M tokens", err)
 		}
-		return send(batch)
+		return emit(batch) // the only batch: the end of the call flushes it
 	}
 	if err := h.store.ListM2MTokens(ctx, owner, send); err != nil && sendErr == nil {
 		return storeError(ctx, h.log, "list M2M tokens", err)

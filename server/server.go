@@ -161,7 +161,8 @@ func (s *Server) routes() http.Handler {
 	mux.Handle(authpbconnect.NewAuthServiceHandler(codes, opts...))
 	mux.Handle(tokenservicev1alpha1connect.NewTokenServiceHandler(apiTokens, opts...))
 	services = append(services, m2mpbconnect.M2MOAuthServiceName)
-	mux.Handle(m2mpbconnect.NewM2MOAuthServiceHandler(m2m, opts...))
+	m2mPath, m2mHandler := m2mpbconnect.NewM2MOAuthServiceHandler(m2m, opts...)
+	mux.Handle(m2mPath, coalesceFlushes(m2mpbconnect.M2MOAuthServiceGetTokensProcedure, m2mHandler))
 
 	// Procedures that need a signed-in caller.
 	protected := []string{
@@ -421,3 +422,26 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.log.Info("stopped")
 	return nil
 }
+
+// coalesceFlushes holds back the flush Connect does after every message of
+// the streaming procedure's responses and hands the real one to the handler
+// (handlers.WithStreamFlush), which flushes once per batch. The end of the
+// call flushes the rest. Other paths pass through untouched.
+func coalesceFlushes(procedure string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f, ok := w.(http.Flusher)
+		if r.URL.Path != procedure || !ok {
+			h.ServeHTTP(w, r)
+			return
+		}
+		h.ServeHTTP(heldFlushWriter{w}, r.WithContext(handlers.WithStreamFlush(r.Context(), f.Flush)))
+	})
+}
+
+// heldFlushWriter is a ResponseWriter whose Flush does nothing.
+type heldFlushWriter struct{ http.ResponseWriter }
+
+func (heldFlushWriter) Flush() {}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (w heldFlushWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
