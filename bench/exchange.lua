@@ -5,6 +5,8 @@
 -- The argument after -- is the thread count (to split the codes file).
 -- A thread that runs out of codes stops; "left" in the last line says how
 -- many codes were unused, so 0 means the run was cut short.
+local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+dofile(dir .. "report.lua")
 local threads = {}
 local counter = 0
 
@@ -39,11 +41,8 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, requests)
-  local failed, left = 0, 0
-  for _, t in ipairs(threads) do
-    failed = failed + t:get("failures")
-    left = left + #t:get("codes")
-  end
-  io.write(string.format("requests/s %.0f  p50 %.2f ms  p99 %.2f ms  failed %d  codes left %d\n",
-    summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000, latency:percentile(99) / 1000, failed, left))
+  local left = 0
+  for _, t in ipairs(threads) do left = left + #t:get("codes") end
+  report(summary, latency, failures_of(threads))
+  io.write(string.format("codes left %d\n", left))
 end

@@ -3,6 +3,8 @@
 -- previous response returned, so every call is a real rotation).
 --   TOKENS=tokens.txt wrk -t2 -c32 -d30s -s bench/refresh.lua http://127.0.0.1:8080 -- 2
 -- The argument after -- is the thread count (to split the tokens file).
+local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+dofile(dir .. "report.lua")
 local threads = {}
 local counter = 0
 
@@ -34,9 +36,4 @@ function response(status, headers, body)
   if t then table.insert(tokens, t) else failures = failures + 1 end
 end
 
-function done(summary, latency, requests)
-  local failed = 0
-  for _, t in ipairs(threads) do failed = failed + t:get("failures") end
-  io.write(string.format("requests/s %.0f  p50 %.2f ms  p99 %.2f ms  failed %d\n",
-    summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000, latency:percentile(99) / 1000, failed))
-end
+function done(summary, latency, requests) report(summary, latency, failures_of(threads)) end

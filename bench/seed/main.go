@@ -4,14 +4,18 @@
 //	go run ./bench/seed -url http://127.0.0.1:8080 -user bench -password bench-password -mode refresh -n 64 > tokens.txt
 //	go run ./bench/seed ... -mode apitoken > secret.txt
 //	go run ./bench/seed ... -mode codes -n 100000 > codes.txt
+//	go run ./bench/seed ... -mode bearer -n 4 > bearer.txt
 package main
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 
 	"connectrpc.com/connect"
@@ -20,6 +24,8 @@ import (
 	"github.com/tokend/tokend/gen/auth/authpbconnect"
 	authv1 "github.com/tokend/tokend/gen/auth/v1"
 	"github.com/tokend/tokend/gen/auth/v1/authv1connect"
+	m2mpb "github.com/tokend/tokend/gen/m2moauthserver/pb"
+	"github.com/tokend/tokend/gen/m2moauthserver/pb/m2mpbconnect"
 	tsv1 "github.com/tokend/tokend/gen/priv/tokenservice/v1alpha1"
 	"github.com/tokend/tokend/gen/priv/tokenservice/v1alpha1/tokenservicev1alpha1connect"
 )
@@ -28,8 +34,9 @@ func main() {
 	url := flag.String("url", "http://127.0.0.1:8080", "tokend base URL")
 	user := flag.String("user", "bench", "username")
 	pass := flag.String("password", "bench-password", "password")
-	mode := flag.String("mode", "refresh", "refresh: n refresh tokens; apitoken: one API token secret; codes: n authorization codes for client 1001")
-	n := flag.Int("n", 64, "refresh tokens or codes to make")
+	mode := flag.String("mode", "refresh", "refresh: n refresh tokens; apitoken: one API token secret; codes: n authorization codes for client 1001; "+
+		"bearer: n M2M tokens of client bench-m2m, printed as the first one's access token and then all ids, comma-separated")
+	n := flag.Int("n", 64, "refresh tokens, codes or M2M tokens to make")
 	flag.Parse()
 	if err := run(*url, *user, *pass, *mode, *n); err != nil {
 		fmt.Fprintln(os.Stderr, "seed:", err)
@@ -83,6 +90,8 @@ func run(url, user, pass, mode string, n int) error {
 			return err
 		}
 		fmt.Println(r.Msg.Token.Secret)
+	case "bearer":
+		return bearer(ctx, url, n)
 	default:
 		return fmt.Errorf("unknown mode %q", mode)
 	}
@@ -134,4 +143,52 @@ func codes(ctx context.Context, url string, auth connect.ClientOption, n int) er
 		fmt.Println(code)
 	}
 	return nil
+}
+
+// bearer makes n M2M tokens of client bench-m2m (owner bench-owner) and
+// prints the first one's access token, then the ids of all n, comma-separated:
+// what bench/bearer.lua needs for GetTokens with an id_filter.
+func bearer(ctx context.Context, url string, n int) error {
+	c := m2mpbconnect.NewM2MOAuthServiceClient(http.DefaultClient, url, connect.WithProtoJSON())
+	var first string
+	ids := make([]string, 0, n)
+	for range max(n, 1) {
+		r, err := c.CreateToken(ctx, connect.NewRequest(&m2mpb.CreateTokenRequest{
+			GrantType: "client_credentials", ClientId: "bench-m2m", ClientSecret: "bench-m2m-secret",
+			Audience: []string{"api"}, TokenName: "bench",
+		}))
+		if err != nil {
+			return err
+		}
+		if first == "" {
+			first = r.Msg.AccessToken
+		}
+		id, err := jwtID(r.Msg.AccessToken)
+		if err != nil {
+			return err
+		}
+		ids = append(ids, id)
+	}
+	fmt.Println(first)
+	fmt.Println(strings.Join(ids, ","))
+	return nil
+}
+
+// jwtID returns the jti of a JWT, read without verifying it.
+func jwtID(token string) (string, error) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return "", fmt.Errorf("access token is not a JWT")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return "", err
+	}
+	var claims struct {
+		ID string `json:"jti"`
+	}
+	if err := json.Unmarshal(payload, &claims); err != nil || claims.ID == "" {
+		return "", fmt.Errorf("access token has no jti")
+	}
+	return claims.ID, nil
 }
