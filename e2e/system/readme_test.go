@@ -125,7 +125,8 @@ func readmeCommands(t *testing.T) []string {
 		line := sc.Text()
 		switch {
 		case strings.HasPrefix(line, "## "):
-			skipSection = strings.HasPrefix(line, "## Deployment") || strings.HasPrefix(line, "## Development")
+			skipSection = strings.HasPrefix(line, "## Deployment") || strings.HasPrefix(line, "## Performance") ||
+				strings.HasPrefix(line, "## Development")
 			continue
 		case strings.HasPrefix(line, "```sh"):
 			inSh = true
