@@ -85,15 +85,11 @@ func (s *Store) GetAPIToken(ctx context.Context, id string) (APIToken, error) {
 		return APIToken{}, ErrNotFound
 	}
 	key := s.keys.apiToken(id)
-	out, err := s.batch.run(ctx, command(func(p redis.Pipeliner) redis.Cmder { return p.HGetAll(ctx, key) }))
-	var m map[string]string
-	if len(out) == 1 {
-		m = out[0].(*redis.MapStringStringCmd).Val()
-	}
+	c, err := do(ctx, s, func(p redis.Pipeliner) *redis.MapStringStringCmd { return p.HGetAll(ctx, key) })
 	if err != nil {
 		return APIToken{}, wrap("get API token", err)
 	}
-	rec, ok := apiTokenFromHash(id, m)
+	rec, ok := apiTokenFromHash(id, c.Val())
 	if !ok || (!rec.ExpiresAt.IsZero() && !time.Now().Before(rec.ExpiresAt)) {
 		return APIToken{}, ErrNotFound
 	}
@@ -107,12 +103,11 @@ func (s *Store) APITokenActive(ctx context.Context, id string) (bool, error) {
 		return false, nil
 	}
 	key := s.keys.apiToken(id)
-	out, err := s.batch.run(ctx, command(func(p redis.Pipeliner) redis.Cmder { return p.Exists(ctx, key) }))
+	c, err := do(ctx, s, func(p redis.Pipeliner) *redis.IntCmd { return p.Exists(ctx, key) })
 	if err != nil {
 		return false, wrap("API token active", err)
 	}
-	n := out[0].(*redis.IntCmd).Val()
-	return n == 1, nil
+	return c.Val() == 1, nil
 }
 
 // ListAPITokens returns owner's live tokens (pruning index entries whose

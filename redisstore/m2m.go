@@ -81,11 +81,11 @@ func (s *Store) CreateM2MToken(ctx context.Context, rec M2MToken) error {
 // SISMEMBER, for the bearer check.
 func (s *Store) M2MBlacklisted(ctx context.Context, owner, id string) (bool, error) {
 	key := s.keys.m2mBlacklist(owner)
-	out, err := s.batch.run(ctx, command(func(p redis.Pipeliner) redis.Cmder { return p.SIsMember(ctx, key, id) }))
+	c, err := do(ctx, s, func(p redis.Pipeliner) *redis.BoolCmd { return p.SIsMember(ctx, key, id) })
 	if err != nil {
 		return false, wrap("check M2M blacklist", err)
 	}
-	return out[0].(*redis.BoolCmd).Val(), nil
+	return c.Val(), nil
 }
 
 // GetM2MTokens returns the owner's tokens among ids (in that order; ids

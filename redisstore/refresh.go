@@ -213,18 +213,14 @@ func (s *Store) FamilyActive(ctx context.Context, familyID string) (bool, error)
 		return false, nil
 	}
 	key := s.keys.family(familyID)
-	var v string
-	out, err := s.batch.run(ctx, command(func(p redis.Pipeliner) redis.Cmder { return p.HGet(ctx, key, "revoked") }))
-	if len(out) == 1 {
-		v, err = out[0].(*redis.StringCmd).Result()
-	}
+	c, err := do(ctx, s, func(p redis.Pipeliner) *redis.StringCmd { return p.HGet(ctx, key, "revoked") })
 	if err = wrap("family active", err); err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return false, nil
 		}
 		return false, err
 	}
-	return v == "0", nil
+	return c.Val() == "0", nil
 }
 
 // RefreshClient returns the client a refresh token's family was issued to

@@ -361,6 +361,19 @@ func (s *Store) runPipelined(ctx context.Context, calls []scriptCall) ([]redis.C
 	return out, nil
 }
 
+// do runs one plain command through the batcher, sharing a pipeline with
+// other requests' calls, and returns it with its own type: the drop-in for
+// s.rdb.HGet(ctx, ...) and the like. The error is the command's, or why it
+// got no answer (then the command is the zero C).
+func do[C redis.Cmder](ctx context.Context, s *Store, queue func(p redis.Pipeliner) C) (C, error) {
+	out, err := s.batch.run(ctx, command(func(p redis.Pipeliner) redis.Cmder { return queue(p) }))
+	if len(out) != 1 {
+		var none C
+		return none, err
+	}
+	return out[0].(C), err
+}
+
 // run runs one script through the batcher, sharing a pipeline with other
 // requests' calls: the drop-in for script.Run(ctx, s.rdb, keys, args...).
 func (s *Store) run(ctx context.Context, script *redis.Script, keys []string, args ...any) *redis.Cmd {
