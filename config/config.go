@@ -102,9 +102,10 @@ type Client struct {
 	Scopes              []string `yaml:"scopes,omitempty"`
 	Owner               string   `yaml:"owner,omitempty"` // owner of M2M tokens made with the secret
 	Audiences           []string `yaml:"audiences,omitempty"`
-	AccessTokenLifetime Duration `yaml:"access_token_lifetime"`       // the most an M2M token may live; 0: no expiry allowed
-	AssertionIssuers    []string `yaml:"assertion_issuers,omitempty"` // trusted issuers of client_assertion JWTs
-	OwnerClaim          string   `yaml:"owner_claim,omitempty"`       // claim of a client assertion naming the owner; Parse sets "sub" when empty
+	AccessTokenLifetime Duration `yaml:"access_token_lifetime"`         // the most an M2M token may live; 0: no expiry allowed
+	AssertionIssuers    []string `yaml:"assertion_issuers,omitempty"`   // trusted issuers of client_assertion JWTs
+	AssertionAudiences  []string `yaml:"assertion_audiences,omitempty"` // when set, a client assertion's aud must name one of these (RFC 7523 §3)
+	OwnerClaim          string   `yaml:"owner_claim,omitempty"`         // claim of a client assertion naming the owner; Parse sets "sub" when empty
 }
 
 // NumericID returns the client id as a uint32 when it is one, written the

@@ -283,6 +283,8 @@ func TestValidate(t *testing.T) {
 		{"redirect userinfo", func(c *Config) { c.Clients[0].RedirectURIs[0] = "https://u:p@x/cb" }, "clients[0].redirect_uris[0]: must not contain user info"},
 		{"lifetime negative", func(c *Config) { c.Clients[1].AccessTokenLifetime = -1 }, "clients[1].access_token_lifetime: must be ≥ 0"},
 		{"assertion issuer", func(c *Config) { c.Clients[2].AssertionIssuers = []string{"idp"} }, "clients[2].assertion_issuers[0]: must be an absolute http(s) URL"},
+		{"assertion audience without issuers", func(c *Config) { c.Clients[0].AssertionAudiences = []string{"tokend"} }, "clients[0].assertion_audiences: needs assertion_issuers"},
+		{"assertion audience blank", func(c *Config) { c.Clients[2].AssertionAudiences = []string{""} }, "clients[2].assertion_audiences[0]: must be a non-empty string"},
 		{"scope space", func(c *Config) { c.Clients[0].Scopes = []string{"read write"} }, "clients[0].scopes[0]: must be a non-empty word"},
 		{"scope empty", func(c *Config) { c.Clients[0].Scopes = []string{"read", ""} }, "clients[0].scopes[1]: must be a non-empty word"},
 		{"scope quote", func(c *Config) { c.Clients[0].Scopes = []string{`a"b`} }, "clients[0].scopes[0]:"},

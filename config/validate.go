@@ -162,6 +162,14 @@ func (c *Config) validateClients(p *problems) {
 		for j, iss := range cl.AssertionIssuers {
 			p.check(fmt.Sprintf("%s.assertion_issuers[%d]", at, j), checkHTTPURL(iss, "an absolute http(s) URL"))
 		}
+		if len(cl.AssertionAudiences) > 0 && len(cl.AssertionIssuers) == 0 {
+			p.add(at+".assertion_audiences", "needs assertion_issuers: only client assertions are checked for it")
+		}
+		for j, a := range cl.AssertionAudiences {
+			if a == "" || strings.IndexFunc(a, badRune) >= 0 {
+				p.add(fmt.Sprintf("%s.assertion_audiences[%d]", at, j), "must be a non-empty string without spaces, got %q", a)
+			}
+		}
 	}
 }
 

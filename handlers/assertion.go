@@ -13,6 +13,7 @@ import (
 	"io"
 	"math/big"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -62,9 +63,28 @@ func NewAssertions(own *tokens.Verifier, issuer string, revoked func(context.Con
 var errAssertion = errors.New("invalid client assertion")
 
 // Verify checks assertion against the issuers trusted (the client's
-// assertion_issuers) and returns its claims. A store failure while checking
-// revocation of one of tokend's own tokens is returned as is (unavailable).
-func (a *Assertions) Verify(ctx context.Context, assertion string, trusted []string) (map[string]any, error) {
+// assertion_issuers) and, when audiences is not empty (the client's
+// assertion_audiences), that its aud names one of them; it returns the
+// assertion's claims. A store failure while checking revocation of one of
+// tokend's own tokens is returned as is (unavailable).
+func (a *Assertions) Verify(ctx context.Context, assertion string, trusted, audiences []string) (map[string]any, error) {
+	claims, err := a.verify(ctx, assertion, trusted)
+	if err != nil || len(audiences) == 0 {
+		return claims, err
+	}
+	aud, err := jwt.MapClaims(claims).GetAudience()
+	if err != nil {
+		return nil, fmt.Errorf("%w: aud: %w", errAssertion, err)
+	}
+	for _, want := range audiences {
+		if slices.Contains(aud, want) {
+			return claims, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: aud %q names none of %q", errAssertion, []string(aud), audiences)
+}
+
+func (a *Assertions) verify(ctx context.Context, assertion string, trusted []string) (map[string]any, error) {
 	if len(assertion) > 8192 {
 		return nil, fmt.Errorf("%w: too long", errAssertion)
 	}

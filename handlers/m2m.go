@@ -152,7 +152,7 @@ func (h *M2M) authenticate(ctx context.Context, m *m2mpb.CreateTokenRequest) (*c
 		if !ok || m.ClientAssertionType != AssertionType || m.ClientSecret != "" || len(cl.AssertionIssuers) == 0 {
 			return nil, nil, fail
 		}
-		claims, err := h.assertions.Verify(ctx, m.ClientAssertion, cl.AssertionIssuers)
+		claims, err := h.assertions.Verify(ctx, m.ClientAssertion, cl.AssertionIssuers, cl.AssertionAudiences)
 		if err != nil {
 			if errors.Is(err, errAssertion) {
 				h.log.DebugContext(ctx, "client assertion refused", "client_id", cl.ID, "reason", err.Error())

@@ -93,7 +93,9 @@ func startM2M(t *testing.T, foreign string, edit func(*config.Config)) *testServ
 		}
 		noGrant := base
 		noGrant.ID, noGrant.Owner, noGrant.GrantTypes = "nogrant", "svc-owner", []string{"refresh_token"}
-		c.Clients = append(c.Clients, svc, forever, other, viaAssert, noGrant)
+		viaAud := viaAssert
+		viaAud.ID, viaAud.AssertionAudiences = "viaaud", []string{"https://tokend.test/m2m", "tokend"}
+		c.Clients = append(c.Clients, svc, forever, other, viaAssert, noGrant, viaAud)
 		if edit != nil {
 			edit(c)
 		}
@@ -304,6 +306,35 @@ func TestM2MCreateTokenRules(t *testing.T) {
 		wantCode(t, err, connect.CodeUnauthenticated)
 		_, err = assert(foreign.sign(t, jwt.MapClaims{"sub": "x"})) // no exp at all
 		wantCode(t, err, connect.CodeUnauthenticated)
+	})
+	t.Run("assertion audience, where the client names one", func(t *testing.T) {
+		assertAud := func(assertion string) error {
+			_, err := createM2M(ts, &m2mpb.CreateTokenRequest{ClientId: "viaaud",
+				ClientAssertionType: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer", ClientAssertion: assertion})
+			return err
+		}
+		exp := now.Add(time.Minute).Unix()
+		for name, aud := range map[string]any{"string": "tokend", "array": []string{"other", "https://tokend.test/m2m"}} {
+			if err := assertAud(foreign.sign(t, jwt.MapClaims{"sub": "robot-9", "exp": exp, "aud": aud})); err != nil {
+				t.Errorf("aud as %s naming tokend: %v", name, err)
+			}
+		}
+		for name, claims := range map[string]jwt.MapClaims{
+			"no aud":        {"sub": "robot-9", "exp": exp},
+			"another aud":   {"sub": "robot-9", "exp": exp, "aud": []string{"api", "https://tokend.test"}},
+			"aud not texts": {"sub": "robot-9", "exp": exp, "aud": 7},
+		} {
+			err := assertAud(foreign.sign(t, claims))
+			if connect.CodeOf(err) != connect.CodeUnauthenticated {
+				t.Errorf("%s: got %v, want unauthenticated", name, err)
+			}
+		}
+		// tokend's own user token is held to it too: its aud is not tokend's.
+		wantCode(t, assertAud(accessToken(t, ts, "alice")), connect.CodeUnauthenticated)
+		// The same assertion passes a client that names no audience.
+		if _, err := assert(foreign.sign(t, jwt.MapClaims{"sub": "robot-9", "exp": exp})); err != nil {
+			t.Fatal(err)
+		}
 	})
 	t.Run("assertion of a client that trusts no issuer", func(t *testing.T) {
 		_, err := createM2M(ts, &m2mpb.CreateTokenRequest{ClientId: "svc",
