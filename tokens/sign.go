@@ -12,9 +12,10 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
-	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tokend/tokend/internal/jsonstr"
 )
 
 const typAccessToken = "at+jwt" // RFC 9068 §2.1
@@ -128,7 +129,7 @@ func appendClaims(b []byte, c *Claims) []byte {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, a)
+			b = jsonstr.Append(b, a)
 		}
 		b = append(b, ']')
 	}
@@ -139,7 +140,7 @@ func appendClaims(b []byte, c *Claims) []byte {
 	b = appendStringField(b, `,"client_id":`, c.ClientID)
 	b = appendStringField(b, `,"scope":`, c.Scope)
 	b = append(b, `,"kind":`...) // not omitempty
-	b = appendJSONString(b, c.Kind)
+	b = jsonstr.Append(b, c.Kind)
 	b = appendStringField(b, `,"sid":`, c.SessionID)
 	b = appendStringField(b, `,"api_token_id":`, c.APITokenID)
 	b = appendStringField(b, `,"owner":`, c.Owner)
@@ -152,7 +153,7 @@ func appendStringField(b []byte, name, v string) []byte {
 	if v == "" {
 		return b
 	}
-	return appendJSONString(append(b, name...), v)
+	return jsonstr.Append(append(b, name...), v)
 }
 
 func appendDateField(b []byte, name string, d *jwt.NumericDate) []byte {
@@ -160,58 +161,4 @@ func appendDateField(b []byte, name string, d *jwt.NumericDate) []byte {
 		return b
 	}
 	return strconv.AppendInt(append(b, name...), d.Unix(), 10)
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s as a JSON string escaped as encoding/json does: HTML-significant
-// characters, control characters, U+2028 and U+2029 escaped; invalid UTF-8 replaced by U+FFFD.
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		start = i
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
