@@ -28,6 +28,7 @@ import (
 	"github.com/tokend/tokend/gen/m2moauthserver/pb/m2mpbconnect"
 	"github.com/tokend/tokend/gen/priv/tokenservice/v1alpha1/tokenservicev1alpha1connect"
 	"github.com/tokend/tokend/handlers"
+	"github.com/tokend/tokend/jsoncodec"
 	"github.com/tokend/tokend/passhash"
 	"github.com/tokend/tokend/redisstore"
 	"github.com/tokend/tokend/tokens"
@@ -153,6 +154,7 @@ func (s *Server) routes() http.Handler {
 		connect.WithReadMaxBytes(int(cfg.Limits.MaxRequestBytes)),
 		connect.WithRecover(s.recoverPanic),
 	}
+	opts = append(opts, jsoncodec.HandlerOptions()...)
 
 	mux := http.NewServeMux()
 	services := []string{authv1connect.AuthServiceName, tokenservicev1alpha1connect.TokenServiceName}
