@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -185,8 +186,8 @@ func m2mFromHash(id string, m map[string]string) (M2MToken, bool) {
 	}
 	t := M2MToken{ID: id, Name: m["name"], Owner: m["owner"], ClientID: m["client"], Subject: m["sub"],
 		IssuedAt: unix("iat"), ExpiresAt: unix("exp"), BlacklistedAt: unix("bl")}
-	_ = json.Unmarshal([]byte(m["aud"]), &t.Audience)
-	_ = json.Unmarshal([]byte(m["scope"]), &t.Scope)
+	t.Audience = stringList(m["aud"])
+	t.Scope = stringList(m["scope"])
 	if c := m["claims"]; c != "" {
 		t.Claims = []byte(c)
 	}
@@ -298,4 +299,39 @@ func (s *Store) SweepM2M(ctx context.Context) (int64, error) {
 		}
 		cursor = next
 	}
+}
+
+// stringList reads a JSON array of strings as CreateM2MToken stores it
+// (json.Marshal of a []string). The common form, strings without escapes, is
+// split directly; anything else goes through encoding/json.
+func stringList(s string) []string {
+	if out, ok := plainStringList(s); ok {
+		return out
+	}
+	var out []string
+	_ = json.Unmarshal([]byte(s), &out)
+	return out
+}
+
+// plainStringList splits ["a","b"] when no string holds a quote or an
+// escape, so that "," can only be a separator.
+func plainStringList(s string) ([]string, bool) {
+	if s == "[]" || s == "" || s == "null" {
+		return nil, true
+	}
+	if len(s) < 4 || s[:2] != `["` || s[len(s)-2:] != `"]` || strings.IndexByte(s, '\\') >= 0 {
+		return nil, false
+	}
+	inner := s[2 : len(s)-2] // a","b
+	seps := strings.Count(inner, `","`)
+	if strings.Count(inner, `"`) != 2*seps { // spaces between elements, say
+		return nil, false
+	}
+	out := make([]string, 0, seps+1)
+	for range seps {
+		i := strings.Index(inner, `","`)
+		out = append(out, inner[:i])
+		inner = inner[i+3:]
+	}
+	return append(out, inner), true
 }

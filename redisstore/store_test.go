@@ -2,7 +2,9 @@ package redisstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -182,5 +184,25 @@ func TestNewKeepsClient(t *testing.T) {
 	}
 	if err := c.Ping(context.Background()).Err(); err != nil {
 		t.Errorf("Close of a Store from New closed the caller's client: %v", err)
+	}
+}
+
+// stringList reads every list as encoding/json does, the plain form and
+// the escaped or spaced ones alike.
+func TestStringList(t *testing.T) {
+	lists := [][]string{nil, {}, {""}, {"api"}, {"read", "write"}, {"", "", ""}, {`q"uote`, "a,b", `","`},
+		{"<html>&", `back\slash`, "é 中文"}, {"a\nb", "\u2028"}}
+	for _, l := range lists {
+		enc, _ := json.Marshal(l)
+		for _, s := range []string{string(enc), strings.ReplaceAll(string(enc), ",", ", ")} {
+			var want []string
+			_ = json.Unmarshal([]byte(s), &want)
+			if got := stringList(s); !slices.Equal(got, want) {
+				t.Errorf("stringList(%s) = %q, want %q", s, got, want)
+			}
+		}
+	}
+	if got := stringList(`["broken`); got != nil {
+		t.Errorf("broken list read as %q", got)
 	}
 }
