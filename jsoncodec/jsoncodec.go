@@ -1,10 +1,10 @@
 // Package jsoncodec is tokend's Connect codec for JSON ("json" and
 // "json; charset=utf-8"). It reads exactly as Connect's own JSON codec does
 // (protojson, unknown fields discarded) and writes the same JSON as protojson
-// by a direct walk over the message's populated fields, which costs a
-// fraction of protojson's general machinery on the hot responses (an M2M
-// token record, a token response). A message the walk does not handle
-// exactly (maps, floating point, google.protobuf.NullValue) is
+// by a direct walk over the message's populated fields, at about half
+// protojson's cost on the hot responses (an M2M token record, a token
+// response). A message the walk does not handle
+// exactly (maps, floating point, extensions, google.protobuf.NullValue) is
 // written by protojson itself, and so is every well-known type.
 package jsoncodec
 
