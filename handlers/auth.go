@@ -26,12 +26,11 @@ import (
 type CodeStore interface {
 	// CreateCode stores a new code for c, living for ttl, and returns it.
 	CreateCode(ctx context.Context, c redisstore.AuthCode, ttl time.Duration) (string, error)
-	// ConsumeCode atomically redeems code once, after checking the client,
-	// redirect URI and PKCE challenge; ErrCodeReused names the family to
-	// revoke.
-	ConsumeCode(ctx context.Context, code string, check redisstore.CodeCheck) (redisstore.AuthCode, error)
-	// CodeReplayed reports whether code was presented again after use.
-	CodeReplayed(ctx context.Context, code string) (bool, error)
+	// ExchangeCode atomically redeems code once, after checking the client,
+	// redirect URI and PKCE challenge, and starts the refresh-token family
+	// the code names with a first token living for refreshTTL. A reused
+	// code (ErrCodeReused) revokes that family in the same step.
+	ExchangeCode(ctx context.Context, code string, check redisstore.CodeCheck, refreshTTL time.Duration) (redisstore.AuthCode, redisstore.IssuedRefresh, error)
 	// RevokeFamily revokes a refresh-token family; idempotent.
 	RevokeFamily(ctx context.Context, familyID string) error
 }
@@ -216,7 +215,7 @@ func (h *Auth) exchange(ctx context.Context, in exchangeInput) (exchanged, error
 	if in.Verifier != "" {
 		check.Challenge = s256(in.Verifier)
 	}
-	ac, err := h.codes.ConsumeCode(ctx, in.Code, check)
+	ac, rt, err := h.codes.ExchangeCode(ctx, in.Code, check, h.sessions.policy.RefreshTTL)
 	switch {
 	case errors.Is(err, redisstore.ErrNotFound):
 		return exchanged{}, connect.NewError(connect.CodeUnauthenticated, errBadCode)
@@ -225,37 +224,22 @@ func (h *Auth) exchange(ctx context.Context, in exchangeInput) (exchanged, error
 	case errors.Is(err, redisstore.ErrVerifierMismatch):
 		return exchanged{}, connect.NewError(connect.CodeInvalidArgument, errVerifierMismatch)
 	case errors.Is(err, redisstore.ErrCodeReused):
-		// RFC 6749 §4.1.2: deny, and revoke what the code gave.
-		if err := h.codes.RevokeFamily(ctx, ac.FamilyID); err != nil {
-			return exchanged{}, storeError(ctx, h.log, "revoke session of a reused code", err)
-		}
+		// RFC 6749 §4.1.2: deny; the store has revoked what the code gave.
 		h.log.WarnContext(ctx, "authorization code reused; its session revoked", "client_id", cl.ID)
 		return exchanged{}, connect.NewError(connect.CodeUnauthenticated, errBadCode)
 	case err != nil:
-		return exchanged{}, storeError(ctx, h.log, "consume authorization code", err)
+		return exchanged{}, storeError(ctx, h.log, "exchange authorization code", err)
 	}
 	if !h.users.Exists(ac.UserID) { // removed from the configuration since
+		if err := h.codes.RevokeFamily(ctx, ac.FamilyID); err != nil {
+			return exchanged{}, storeError(ctx, h.log, "revoke session of a removed user", err)
+		}
 		return exchanged{}, connect.NewError(connect.CodeUnauthenticated, errBadCode)
 	}
 	sess := redisstore.Session{UserID: ac.UserID, ClientID: cl.ID, Scope: ac.Scope, AuthTime: ac.IssuedAt.Unix()}
-	pair, err := h.sessions.startSessionIn(ctx, ac.FamilyID, sess)
+	pair, err := h.sessions.mintPair(sess, rt)
 	if err != nil {
 		return exchanged{}, err
-	}
-	// A replay between our consume and the family's creation found no
-	// family to revoke; it marked the code, so we revoke it now. This call
-	// still answers with the (now revoked) tokens: the outcome is the same
-	// as had the replay come a moment later, and of N concurrent exchanges
-	// exactly one succeeds.
-	replayed, err := h.codes.CodeReplayed(ctx, in.Code)
-	if err == nil && replayed {
-		if err = h.codes.RevokeFamily(ctx, ac.FamilyID); err == nil {
-			h.log.WarnContext(ctx, "authorization code reused during its exchange; session revoked", "client_id", cl.ID)
-		}
-	}
-	if err != nil {
-		_ = h.codes.RevokeFamily(ctx, ac.FamilyID) // best effort: the tokens are not handed out
-		return exchanged{}, storeError(ctx, h.log, "check authorization code replay", err)
 	}
 	h.log.InfoContext(ctx, "authorization code exchanged", "sub", ac.UserID, "client_id", cl.ID)
 	return exchanged{sessionTokens: pair, Scope: ac.Scope}, nil

@@ -20,9 +20,6 @@ import (
 type SessionStore interface {
 	// CreateRefresh starts a family and issues its first refresh token.
 	CreateRefresh(ctx context.Context, sess redisstore.Session, ttl time.Duration) (redisstore.IssuedRefresh, error)
-	// CreateRefreshInFamily is CreateRefresh in a family id chosen
-	// beforehand (redisstore.NewFamilyID).
-	CreateRefreshInFamily(ctx context.Context, fam string, sess redisstore.Session, ttl time.Duration) (redisstore.IssuedRefresh, error)
 	// RotateRefresh atomically consumes token and issues its successor.
 	RotateRefresh(ctx context.Context, token string, ttl, grace time.Duration) (redisstore.IssuedRefresh, redisstore.Session, error)
 	// RevokeRefresh revokes token's family; idempotent.
@@ -168,24 +165,13 @@ func (h *AuthV1) Logout(ctx context.Context, req *connect.Request[authv1.LogoutR
 }
 
 // StartSession creates a refresh-token family for sess and returns the first
-// token pair. ExchangeToken and the password grant share it.
+// token pair.
 func (h *AuthV1) StartSession(ctx context.Context, sess redisstore.Session) (*authv1.TokenResponse, error) {
 	issued, err := h.sessions.CreateRefresh(ctx, sess, h.policy.RefreshTTL)
 	if err != nil {
 		return nil, storeError(ctx, h.log, "create refresh token", err)
 	}
 	return h.tokenResponse(sess, issued)
-}
-
-// startSessionIn is StartSession in the family fam, made beforehand by
-// redisstore.NewFamilyID (ExchangeToken: the authorization code names the
-// family it starts). It returns the pair with absolute expiry times.
-func (h *AuthV1) startSessionIn(ctx context.Context, fam string, sess redisstore.Session) (sessionTokens, error) {
-	issued, err := h.sessions.CreateRefreshInFamily(ctx, fam, sess, h.policy.RefreshTTL)
-	if err != nil {
-		return sessionTokens{}, storeError(ctx, h.log, "create refresh token", err)
-	}
-	return h.mintPair(sess, issued)
 }
 
 // sessionTokens is a session's token pair with absolute expiry times.

@@ -16,15 +16,15 @@ var (
 	createCodeSrc    string
 	createCodeScript = redis.NewScript(createCodeSrc)
 
-	//go:embed consume_code.lua
-	consumeCodeSrc    string
-	consumeCodeScript = redis.NewScript(consumeCodeSrc)
+	//go:embed exchange_code.lua
+	exchangeCodeSrc    string
+	exchangeCodeScript = redis.NewScript(exchangeCodeSrc)
 )
 
-// Errors of ConsumeCode besides ErrNotFound. Neither burns the code.
+// Errors of ExchangeCode besides ErrNotFound. None burns the code.
 var (
 	// ErrCodeReused: the code was already exchanged. The refresh-token
-	// family it started should be revoked (RFC 6749 §4.1.2).
+	// family it started has been revoked with it (RFC 6749 §4.1.2).
 	ErrCodeReused = errors.New("redisstore: authorization code reused")
 	// ErrRedirectMismatch: the exchange names another redirect URI than
 	// the code was issued for.
@@ -34,9 +34,11 @@ var (
 	ErrVerifierMismatch = errors.New("redisstore: PKCE verifier mismatch")
 )
 
-// codeLen is the length of an authorization code: 32 random bytes,
-// base64url without padding (256 bits, well above RFC 6749's 128).
-const codeLen = 43
+// codeLen is the length of an authorization code: "<fam>.<secret>", the id
+// of the refresh-token family its exchange starts (so that the code's key
+// and the family's share a hash tag) and 256 random bits, base64url without
+// padding (well above RFC 6749's 128).
+const codeLen = familyLen + 1 + secretLen
 
 // AuthCode is what an authorization code stands for.
 type AuthCode struct {
@@ -47,8 +49,9 @@ type AuthCode struct {
 	// PKCE (RFC 7636): the challenge as sent, and its method; both empty
 	// when the code was issued without one.
 	Challenge, ChallengeMethod string
-	// FamilyID is the refresh-token family the exchange will start
-	// (NewFamilyID), chosen up front so that a replay can revoke it.
+	// FamilyID is the refresh-token family the exchange starts
+	// (NewFamilyID), chosen up front: the code names it, and a replay of the
+	// code revokes it.
 	FamilyID string
 	IssuedAt time.Time // Redis' clock, whole seconds
 }
@@ -63,9 +66,18 @@ type CodeCheck struct {
 	Challenge string
 }
 
+// parseCode returns the family of a well-formed code and the code's hash;
+// ok is false for anything tokend did not make.
+func parseCode(code string) (fam, hash string, ok bool) {
+	if len(code) != codeLen {
+		return "", "", false
+	}
+	return parseRefresh(code) // the same shape: "<fam>.<secret>"
+}
+
 // CreateCode stores a new authorization code for c, living for ttl, and
-// returns it. Only the code's SHA-256 is stored, as the key's name. Atomic
-// (one script).
+// returns it. The code names c.FamilyID; only its SHA-256 is stored, as the
+// key's name. Atomic (one script).
 func (s *Store) CreateCode(ctx context.Context, c AuthCode, ttl time.Duration) (string, error) {
 	if ttl < time.Millisecond {
 		return "", errors.New("redisstore: authorization code lifetime must be at least 1ms")
@@ -73,9 +85,9 @@ func (s *Store) CreateCode(ctx context.Context, c AuthCode, ttl time.Duration) (
 	if !validFamily(c.FamilyID) {
 		return "", fmt.Errorf("redisstore: malformed family id %q", c.FamilyID)
 	}
-	code := randomB64(32)
-	n, err := s.run(ctx, createCodeScript, []string{s.keys.code(hashToken(code))},
-		c.UserID, c.ClientID, c.RedirectURI, c.Scope, c.Challenge, c.ChallengeMethod, c.FamilyID,
+	code, hash := newRefreshToken(c.FamilyID)
+	n, err := s.run(ctx, createCodeScript, []string{s.keys.code(c.FamilyID, hash)},
+		c.UserID, c.ClientID, c.RedirectURI, c.Scope, c.Challenge, c.ChallengeMethod,
 		ttl.Milliseconds()).Int()
 	if err != nil {
 		return "", wrap("create authorization code", err)
@@ -86,24 +98,35 @@ func (s *Store) CreateCode(ctx context.Context, c AuthCode, ttl time.Duration) (
 	return code, nil
 }
 
-// ConsumeCode redeems code exactly once: of any number of concurrent calls
-// with the same code, one gets its AuthCode. Atomic (one script), checks
-// included:
+// ExchangeCode redeems code exactly once and starts the refresh-token
+// family it names, with a first token living for refreshTTL: of any number
+// of concurrent calls with the same code, one gets its AuthCode and the
+// token. Atomic (one script on one slot), checks included:
 //   - an unknown, malformed or expired code, or one issued to another
 //     client, is ErrNotFound;
 //   - another redirect URI is ErrRedirectMismatch, a PKCE failure
 //     ErrVerifierMismatch; neither consumes the code;
-//   - a code already consumed is ErrCodeReused, returned with the AuthCode's
-//     FamilyID so that the caller revokes that family. The used code is kept
-//     until its original expiry to recognise replays.
-func (s *Store) ConsumeCode(ctx context.Context, code string, check CodeCheck) (AuthCode, error) {
-	if len(code) != codeLen || !base64url(code) {
-		return AuthCode{}, ErrNotFound
+//   - a code already exchanged is ErrCodeReused, and the family its
+//     exchange started is revoked in the same script; the AuthCode returned
+//     carries that FamilyID, for logs. The used code is kept until its
+//     original expiry to recognise replays.
+//
+// The family's session is the code's: its user, client and scope, and the
+// code's issue time as auth_time.
+func (s *Store) ExchangeCode(ctx context.Context, code string, check CodeCheck, refreshTTL time.Duration) (AuthCode, IssuedRefresh, error) {
+	fam, hash, ok := parseCode(code)
+	if !ok {
+		return AuthCode{}, IssuedRefresh{}, ErrNotFound
 	}
-	res, err := s.run(ctx, consumeCodeScript, []string{s.keys.code(hashToken(code))},
-		check.ClientID, check.RedirectURI, check.Challenge).Slice()
+	if refreshTTL < time.Millisecond {
+		return AuthCode{}, IssuedRefresh{}, errBadTTL
+	}
+	token, tokenHash := newRefreshToken(fam)
+	res, err := s.run(ctx, exchangeCodeScript,
+		[]string{s.keys.code(fam, hash), s.keys.family(fam), s.keys.refresh(fam, tokenHash)},
+		check.ClientID, check.RedirectURI, check.Challenge, refreshTTL.Milliseconds()).Slice()
 	if err != nil {
-		return AuthCode{}, wrap("consume authorization code", err)
+		return AuthCode{}, IssuedRefresh{}, wrap("exchange authorization code", err)
 	}
 	status, _ := res[0].(int64)
 	str := func(i int) string {
@@ -115,38 +138,24 @@ func (s *Store) ConsumeCode(ctx context.Context, code string, check CodeCheck) (
 	}
 	switch status {
 	case 1:
-		issued, _ := strconv.ParseInt(str(4), 10, 64)
+		issued, _ := strconv.ParseInt(str(3), 10, 64)
 		return AuthCode{
-			UserID: str(1), ClientID: check.ClientID, RedirectURI: check.RedirectURI, Scope: str(2),
-			Challenge: check.Challenge, ChallengeMethod: str(5), FamilyID: str(3), IssuedAt: time.Unix(issued, 0),
-		}, nil
+				UserID: str(1), ClientID: check.ClientID, RedirectURI: check.RedirectURI, Scope: str(2),
+				Challenge: check.Challenge, ChallengeMethod: str(4), FamilyID: fam, IssuedAt: time.Unix(issued, 0),
+			}, IssuedRefresh{
+				Token: token, FamilyID: fam, ExpiresAt: time.Now().Add(refreshTTL),
+			}, nil
 	case -1:
-		return AuthCode{}, ErrNotFound
+		return AuthCode{}, IssuedRefresh{}, ErrNotFound
 	case -2:
-		return AuthCode{}, ErrRedirectMismatch
+		return AuthCode{}, IssuedRefresh{}, ErrRedirectMismatch
 	case -3:
-		return AuthCode{}, ErrVerifierMismatch
+		return AuthCode{}, IssuedRefresh{}, ErrVerifierMismatch
 	case -4:
-		return AuthCode{FamilyID: str(1)}, ErrCodeReused
+		return AuthCode{FamilyID: fam}, IssuedRefresh{}, ErrCodeReused
+	case -5:
+		return AuthCode{}, IssuedRefresh{}, errors.New("redisstore: exchange authorization code: family id already in use")
 	default:
-		return AuthCode{}, fmt.Errorf("redisstore: consume authorization code: unexpected script result %v", res)
+		return AuthCode{}, IssuedRefresh{}, fmt.Errorf("redisstore: exchange authorization code: unexpected script result %v", res)
 	}
-}
-
-// CodeReplayed reports whether code was presented again after it was
-// consumed. The exchange that consumed it asks once it has started its
-// refresh-token family: a replay that came in between found no family to
-// revoke, so the first exchange revokes its own. One HGET.
-func (s *Store) CodeReplayed(ctx context.Context, code string) (bool, error) {
-	if len(code) != codeLen || !base64url(code) {
-		return false, nil
-	}
-	v, err := s.rdb.HGet(ctx, s.keys.code(hashToken(code)), "replayed").Result()
-	if err = wrap("code replayed", err); err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return false, nil
-		}
-		return false, err
-	}
-	return v == "1", nil
 }

@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,8 +20,15 @@ func runCodeConformance(t *testing.T, newStore func(t *testing.T) (*Store, redis
 			Challenge: challenge, ChallengeMethod: "S256", FamilyID: fam}
 	}
 	good := CodeCheck{ClientID: "1001", RedirectURI: "https://app.example/cb", Challenge: challenge}
+	codeKey := func(s *Store, code string) string {
+		fam, hash, ok := parseCode(code)
+		if !ok {
+			t.Fatalf("code %q does not parse", code)
+		}
+		return s.keys.code(fam, hash)
+	}
 
-	t.Run("CodeCreateConsume", func(t *testing.T) {
+	t.Run("CodeCreateExchange", func(t *testing.T) {
 		s, c := newStore(t)
 		ctx := t.Context()
 		fam := NewFamilyID()
@@ -29,23 +37,44 @@ func runCodeConformance(t *testing.T, newStore func(t *testing.T) (*Store, redis
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(code) != codeLen || !base64url(code) {
-			t.Fatalf("code %q: want 43 base64url characters (256 bits)", code)
+		if len(code) != codeLen || !strings.HasPrefix(code, fam+".") || !base64url(code[familyLen+1:]) {
+			t.Fatalf("code %q: want %q followed by 43 base64url characters (256 bits)", code, fam+".")
 		}
-		if d := c.PTTL(ctx, s.keys.code(hashToken(code))).Val(); d <= hour-time.Minute || d > hour {
+		if d := c.PTTL(ctx, codeKey(s, code)).Val(); d <= hour-time.Minute || d > hour {
 			t.Errorf("code PTTL %v, want about 1h", d)
 		}
-		got, err := s.ConsumeCode(ctx, code, good)
+		if n := c.Exists(ctx, s.keys.family(fam)).Val(); n != 0 {
+			t.Fatal("the family exists before the exchange")
+		}
+		got, rt, err := s.ExchangeCode(ctx, code, good, 2*hour)
 		if err != nil {
 			t.Fatal(err)
 		}
 		want := newCode(fam)
 		want.IssuedAt = got.IssuedAt
 		if got != want || got.IssuedAt.Before(before.Truncate(time.Second)) || got.IssuedAt.After(time.Now().Add(time.Second)) {
-			t.Errorf("consumed %+v, want %+v", got, want)
+			t.Errorf("exchanged %+v, want %+v", got, want)
 		}
-		if replayed, err := s.CodeReplayed(ctx, code); replayed || err != nil {
-			t.Errorf("CodeReplayed after one use = %v, %v", replayed, err)
+		if rt.FamilyID != fam || !strings.HasPrefix(rt.Token, fam+".") || rt.Token == code ||
+			rt.ExpiresAt.Before(time.Now().Add(2*hour-time.Minute)) {
+			t.Errorf("refresh token %+v: want a new token of family %s living 2h", rt, fam)
+		}
+		// The family is the code's session, and its first token rotates.
+		f := c.HGetAll(ctx, s.keys.family(fam)).Val()
+		if f["user"] != "7" || f["client"] != "1001" || f["scope"] != "read" || f["revoked"] != "0" ||
+			f["auth_time"] != strconv.FormatInt(want.IssuedAt.Unix(), 10) {
+			t.Errorf("family record %v", f)
+		}
+		if d := c.PTTL(ctx, s.keys.family(fam)).Val(); d <= 2*hour-time.Minute || d > 2*hour {
+			t.Errorf("family PTTL %v, want about 2h", d)
+		}
+		next, sess, err := s.RotateRefresh(ctx, rt.Token, hour, 0)
+		if err != nil || next.FamilyID != fam || sess.UserID != "7" || sess.ClientID != "1001" || sess.Scope != "read" ||
+			sess.AuthTime != want.IssuedAt.Unix() {
+			t.Errorf("rotate the exchanged refresh token: %+v %+v %v", next, sess, err)
+		}
+		if active, err := s.FamilyActive(ctx, fam); !active || err != nil {
+			t.Errorf("FamilyActive = %v, %v", active, err)
 		}
 		// Without PKCE: both sides empty.
 		plain := newCode(NewFamilyID())
@@ -57,18 +86,22 @@ func runCodeConformance(t *testing.T, newStore func(t *testing.T) (*Store, redis
 		if code2 == code {
 			t.Fatal("two codes alike")
 		}
-		if got, err := s.ConsumeCode(ctx, code2, CodeCheck{ClientID: "1001", RedirectURI: "https://app.example/cb"}); err != nil || got.FamilyID != plain.FamilyID {
-			t.Errorf("consume code without PKCE: %+v, %v", got, err)
+		if got, _, err := s.ExchangeCode(ctx, code2, CodeCheck{ClientID: "1001", RedirectURI: "https://app.example/cb"}, hour); err != nil || got.FamilyID != plain.FamilyID {
+			t.Errorf("exchange code without PKCE: %+v, %v", got, err)
 		}
 		if _, err := s.CreateCode(ctx, newCode("bad{fam}"), hour); err == nil {
 			t.Error("CreateCode accepted a malformed family id")
 		}
+		if _, _, err := s.ExchangeCode(ctx, code, good, 0); err == nil {
+			t.Error("ExchangeCode accepted a zero refresh lifetime")
+		}
 	})
 
 	t.Run("CodeChecksDoNotBurn", func(t *testing.T) {
-		s, _ := newStore(t)
+		s, c := newStore(t)
 		ctx := t.Context()
-		code, err := s.CreateCode(ctx, newCode(NewFamilyID()), hour)
+		fam := NewFamilyID()
+		code, err := s.CreateCode(ctx, newCode(fam), hour)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -82,16 +115,21 @@ func runCodeConformance(t *testing.T, newStore func(t *testing.T) (*Store, redis
 			{"other redirect", code, CodeCheck{"1001", good.RedirectURI + "x", challenge}, ErrRedirectMismatch},
 			{"no verifier", code, CodeCheck{"1001", good.RedirectURI, ""}, ErrVerifierMismatch},
 			{"wrong verifier", code, CodeCheck{"1001", good.RedirectURI, strings.Repeat("A", 43)}, ErrVerifierMismatch},
-			{"unknown code", randomB64(32), good, ErrNotFound},
+			{"unknown code", fam + "." + randomB64(32), good, ErrNotFound},
+			{"unknown family", NewFamilyID() + code[familyLen:], good, ErrNotFound},
 			{"malformed code", code + "x", good, ErrNotFound},
+			{"old-style code", randomB64(32), good, ErrNotFound},
 			{"empty code", "", good, ErrNotFound},
 		}
 		for _, b := range bad {
-			if _, err := s.ConsumeCode(ctx, b.code, b.check); !errors.Is(err, b.want) {
+			if _, _, err := s.ExchangeCode(ctx, b.code, b.check, hour); !errors.Is(err, b.want) {
 				t.Errorf("%s: err = %v, want %v", b.name, err, b.want)
 			}
 		}
-		if _, err := s.ConsumeCode(ctx, code, good); err != nil {
+		if n := c.Exists(ctx, s.keys.family(fam)).Val(); n != 0 {
+			t.Error("a failed exchange created the family")
+		}
+		if _, _, err := s.ExchangeCode(ctx, code, good, hour); err != nil {
 			t.Errorf("failed exchanges burnt the code: %v", err)
 		}
 		// A verifier sent for a code issued without challenge is refused
@@ -99,36 +137,48 @@ func runCodeConformance(t *testing.T, newStore func(t *testing.T) (*Store, redis
 		plain := newCode(NewFamilyID())
 		plain.Challenge, plain.ChallengeMethod = "", ""
 		code2, _ := s.CreateCode(ctx, plain, hour)
-		if _, err := s.ConsumeCode(ctx, code2, good); !errors.Is(err, ErrVerifierMismatch) {
+		if _, _, err := s.ExchangeCode(ctx, code2, good, hour); !errors.Is(err, ErrVerifierMismatch) {
 			t.Errorf("verifier for a code without challenge: %v, want ErrVerifierMismatch", err)
 		}
 	})
 
-	t.Run("CodeReplay", func(t *testing.T) {
+	t.Run("CodeReplayRevokesFamily", func(t *testing.T) {
 		s, c := newStore(t)
 		ctx := t.Context()
 		fam := NewFamilyID()
 		code, _ := s.CreateCode(ctx, newCode(fam), hour)
-		if _, err := s.ConsumeCode(ctx, code, good); err != nil {
+		_, rt, err := s.ExchangeCode(ctx, code, good, hour)
+		if err != nil {
 			t.Fatal(err)
 		}
-		ttl := c.PTTL(ctx, s.keys.code(hashToken(code))).Val()
+		ttl := c.PTTL(ctx, codeKey(s, code)).Val()
 		for range 2 {
-			got, err := s.ConsumeCode(ctx, code, good)
+			got, _, err := s.ExchangeCode(ctx, code, good, hour)
 			if !errors.Is(err, ErrCodeReused) || got.FamilyID != fam {
 				t.Fatalf("replay: %+v, %v; want ErrCodeReused with family %s", got, err, fam)
 			}
 		}
-		if replayed, err := s.CodeReplayed(ctx, code); !replayed || err != nil {
-			t.Errorf("CodeReplayed = %v, %v; want true", replayed, err)
+		if active, err := s.FamilyActive(ctx, fam); active || err != nil {
+			t.Errorf("FamilyActive after a replay = %v, %v; want revoked", active, err)
 		}
-		if d := c.PTTL(ctx, s.keys.code(hashToken(code))).Val(); d <= 0 || d > ttl {
+		if _, _, err := s.RotateRefresh(ctx, rt.Token, hour, 0); !errors.Is(err, ErrRevoked) {
+			t.Errorf("refresh token of a replayed code: %v, want ErrRevoked", err)
+		}
+		if d := c.PTTL(ctx, codeKey(s, code)).Val(); d <= 0 || d > ttl {
 			t.Errorf("used code PTTL %v: want the original TTL (%v) kept, not extended", d, ttl)
 		}
-		for _, bad := range []string{"", "x", randomB64(32)} {
-			if replayed, err := s.CodeReplayed(ctx, bad); replayed || err != nil {
-				t.Errorf("CodeReplayed(%q) = %v, %v", bad, replayed, err)
-			}
+		// A replay with a wrong client or redirect proves nothing about the
+		// holder and revokes nothing.
+		fam2 := NewFamilyID()
+		code2, _ := s.CreateCode(ctx, newCode(fam2), hour)
+		if _, _, err := s.ExchangeCode(ctx, code2, good, hour); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.ExchangeCode(ctx, code2, CodeCheck{"1002", good.RedirectURI, challenge}, hour); !errors.Is(err, ErrNotFound) {
+			t.Errorf("replay by another client: %v, want ErrNotFound", err)
+		}
+		if active, _ := s.FamilyActive(ctx, fam2); !active {
+			t.Error("a replay by another client revoked the session")
 		}
 	})
 
@@ -141,7 +191,7 @@ func runCodeConformance(t *testing.T, newStore func(t *testing.T) (*Store, redis
 			t.Fatal(err)
 		}
 		advance(c, 1100*time.Millisecond)
-		if _, err := s.ConsumeCode(ctx, code, good); !errors.Is(err, ErrNotFound) {
+		if _, _, err := s.ExchangeCode(ctx, code, good, hour); !errors.Is(err, ErrNotFound) {
 			t.Errorf("expired code: err = %v, want ErrNotFound", err)
 		}
 		if keys := allKeys(t, c, s.keys.prefix); len(keys) != 0 {
@@ -152,10 +202,11 @@ func runCodeConformance(t *testing.T, newStore func(t *testing.T) (*Store, redis
 		}
 	})
 
-	t.Run("CodeConcurrentConsume", func(t *testing.T) {
-		s, _ := newStore(t)
+	t.Run("CodeConcurrentExchange", func(t *testing.T) {
+		s, c := newStore(t)
 		ctx := t.Context()
-		code, _ := s.CreateCode(ctx, newCode(NewFamilyID()), hour)
+		fam := NewFamilyID()
+		code, _ := s.CreateCode(ctx, newCode(fam), hour)
 		const n = 50
 		errs := make([]error, n)
 		var wg sync.WaitGroup
@@ -163,7 +214,7 @@ func runCodeConformance(t *testing.T, newStore func(t *testing.T) (*Store, redis
 		for i := range n {
 			wg.Go(func() {
 				<-start
-				_, errs[i] = s.ConsumeCode(ctx, code, good)
+				_, _, errs[i] = s.ExchangeCode(ctx, code, good, hour)
 			})
 		}
 		close(start)
@@ -180,7 +231,20 @@ func runCodeConformance(t *testing.T, newStore func(t *testing.T) (*Store, redis
 			}
 		}
 		if ok != 1 || reused != n-1 {
-			t.Errorf("%d consumes: %d succeeded, %d ErrCodeReused; want exactly 1 success", n, ok, reused)
+			t.Errorf("%d exchanges: %d succeeded, %d ErrCodeReused; want exactly 1 success", n, ok, reused)
+		}
+		// One family with one token; the replays revoked it.
+		var tokens []string
+		for _, k := range allKeys(t, c, s.keys.prefix) {
+			if strings.HasPrefix(k, s.keys.prefix+":rt:{"+fam+"}:t:") {
+				tokens = append(tokens, k)
+			}
+		}
+		if len(tokens) != 1 {
+			t.Errorf("%d refresh tokens in the family, want 1: %q", len(tokens), tokens)
+		}
+		if active, _ := s.FamilyActive(ctx, fam); active {
+			t.Error("the family survived the replays")
 		}
 	})
 
@@ -188,10 +252,14 @@ func runCodeConformance(t *testing.T, newStore func(t *testing.T) (*Store, redis
 		s, c := newStore(t)
 		ctx := t.Context()
 		code, _ := s.CreateCode(ctx, newCode(NewFamilyID()), hour)
-		_, _ = s.ConsumeCode(ctx, code, good)
-		_, _ = s.ConsumeCode(ctx, code, good)
-		if dump := dumpAll(t, c, s.keys.prefix); strings.Contains(dump, code) {
+		_, rt, _ := s.ExchangeCode(ctx, code, good, hour)
+		_, _, _ = s.ExchangeCode(ctx, code, good, hour)
+		dump := dumpAll(t, c, s.keys.prefix)
+		if secret := code[familyLen+1:]; strings.Contains(dump, secret) {
 			t.Errorf("code stored in plain text:\n%s", dump)
+		}
+		if secret := rt.Token[familyLen+1:]; strings.Contains(dump, secret) {
+			t.Errorf("refresh token stored in plain text:\n%s", dump)
 		}
 		for _, k := range allKeys(t, c, s.keys.prefix) {
 			if d := c.PTTL(ctx, k).Val(); d <= 0 {
@@ -209,11 +277,8 @@ func runCodeConformance(t *testing.T, newStore func(t *testing.T) (*Store, redis
 		if _, err := s.CreateCode(ctx, newCode(NewFamilyID()), hour); !errors.Is(err, ErrUnavailable) {
 			t.Errorf("CreateCode: %v, want ErrUnavailable", err)
 		}
-		if _, err := s.ConsumeCode(ctx, randomB64(32), good); !errors.Is(err, ErrUnavailable) {
-			t.Errorf("ConsumeCode: %v, want ErrUnavailable", err)
-		}
-		if _, err := s.CodeReplayed(ctx, randomB64(32)); !errors.Is(err, ErrUnavailable) {
-			t.Errorf("CodeReplayed: %v, want ErrUnavailable", err)
+		if _, _, err := s.ExchangeCode(ctx, NewFamilyID()+"."+randomB64(32), good, hour); !errors.Is(err, ErrUnavailable) {
+			t.Errorf("ExchangeCode: %v, want ErrUnavailable", err)
 		}
 	})
 }

@@ -29,15 +29,16 @@
 //	key                          type    TTL                                written by
 //	---------------------------  ------  ---------------------------------  ------------------------------------
 //	P:rt:{fam}:family            HASH    as long as the family's newest     CreateRefresh, RotateRefresh,
-//	                                     token (rotation extends it)        RevokeRefresh, RevokeFamily
+//	                                     token (rotation extends it)        RevokeRefresh, RevokeFamily,
+//	                                                                        ExchangeCode
 //	  fields: user, client, scope, auth_time (unix s), created (unix s), revoked ("0"/"1")
-//	P:rt:{fam}:t:sha256(token)   HASH    the token's lifetime (kept after   CreateRefresh, RotateRefresh
-//	                                     use, to detect reuse)
+//	P:rt:{fam}:t:sha256(token)   HASH    the token's lifetime (kept after   CreateRefresh, RotateRefresh,
+//	                                     use, to detect reuse)              ExchangeCode
 //	  fields: state ("active"/"used"), used_at (unix ms, Redis clock)
-//	P:code:{sha256(code)}        HASH    tokens.code_ttl; kept after use    CreateCode, ConsumeCode
+//	P:rt:{fam}:code:sha256(code) HASH    tokens.code_ttl; kept after use    CreateCode, ExchangeCode
 //	                                     until then, to detect replays
-//	  fields: user, client, redirect, scope, challenge, method (PKCE, "" when none), family (the
-//	  refresh-token family the exchange starts), issued (unix s), used ("0"/"1"), replayed ("0"/"1")
+//	  fields: user, client, redirect, scope, challenge, method (PKCE, "" when none), issued (unix s),
+//	  used ("0"/"1"); fam is the family the exchange starts, in one script with the code's consumption
 //	P:throttle:{h(name)}         STRING  the throttle window, from the      ThrottleTake, ThrottleForgive
 //	                                     first attempt
 //	  value: attempts in the window (name: e.g. "user:alice", "addr:10.0.0.1")
@@ -62,12 +63,13 @@
 //	  members: h(owner) of every owner with indexed M2M tokens (what the sweep walks)
 //
 // The scripts behind those methods: create_refresh.lua, rotate_refresh.lua,
-// revoke_refresh.lua, revoke_family.lua, create_code.lua, consume_code.lua,
+// revoke_refresh.lua, revoke_family.lua, create_code.lua, exchange_code.lua,
 // throttle_take.lua, throttle_forgive.lua, apitoken_*.lua, m2m_*.lua.
 //
 // A refresh token is "<fam>.<secret>" (secret: 256 random bits, base64url):
 // the family id in the token is what lets a token's key and its family's key
-// share a hash tag. Refresh, code and throttle keys always carry a TTL, so
+// share a hash tag. An authorization code has the same shape, naming the
+// family its exchange will start. Refresh, code and throttle keys always carry a TTL, so
 // storage does not grow without bound; API tokens without expiry live until
 // deleted. Refresh tokens, authorization codes and API token secrets are
 // high-entropy random strings, so a fast hash (SHA-256) is the right one;

@@ -27,12 +27,15 @@ func (k keys) refresh(fam, tokenHash string) string {
 }
 
 // code: HASH user, client, redirect, scope, challenge, method (PKCE; ""
-// when none), family (the refresh-token family the exchange starts), issued
-// (unix s), used ("0"/"1"), replayed ("0"/"1"). Named by the hex SHA-256 of
-// the code, never the code; the hash is the hash tag (one key per script).
-// TTL: tokens.code_ttl, kept after use until then to recognise replays.
-// Written by create_code.lua, consume_code.lua.
-func (k keys) code(codeHash string) string { return k.prefix + ":code:{" + codeHash + "}" }
+// when none), issued (unix s), used ("0"/"1"). Named by the hex SHA-256 of
+// the code, never the code, under the hash tag of the refresh-token family
+// the exchange starts (the code is "<fam>.<secret>"), so that the exchange
+// consumes the code and creates the family in one script. TTL:
+// tokens.code_ttl, kept after use until then to recognise replays. Written
+// by create_code.lua, exchange_code.lua.
+func (k keys) code(fam, codeHash string) string {
+	return k.prefix + ":rt:{" + fam + "}:code:" + codeHash
+}
 
 // throttle: STRING counter of login attempts under one name (hashed).
 // TTL: the throttle window, from the first attempt. Written by

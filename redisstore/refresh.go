@@ -60,8 +60,8 @@ const (
 
 var errBadTTL = errors.New("redisstore: refresh token lifetime must be at least 1ms")
 
-// NewFamilyID returns a new random refresh-token family id, for
-// CreateRefreshInFamily.
+// NewFamilyID returns a new random refresh-token family id, for CreateCode
+// (an authorization code names the family its exchange starts).
 func NewFamilyID() string { return randomB64(16) }
 
 func randomB64(n int) string {
@@ -106,21 +106,10 @@ func base64url(s string) bool {
 // which lives for ttl; so does the family record. Atomic (one script). Only
 // the SHA-256 of the token is stored.
 func (s *Store) CreateRefresh(ctx context.Context, sess Session, ttl time.Duration) (IssuedRefresh, error) {
-	return s.CreateRefreshInFamily(ctx, NewFamilyID(), sess, ttl)
-}
-
-// CreateRefreshInFamily is CreateRefresh with a family id made beforehand by
-// NewFamilyID, for callers that must record the family before the token
-// exists (an authorization code remembers the family it started, to revoke
-// it if the code is used twice). A family id that is malformed or already
-// in use is an error. Atomic (one script).
-func (s *Store) CreateRefreshInFamily(ctx context.Context, fam string, sess Session, ttl time.Duration) (IssuedRefresh, error) {
-	if !validFamily(fam) {
-		return IssuedRefresh{}, fmt.Errorf("redisstore: malformed family id %q", fam)
-	}
 	if ttl < time.Millisecond {
 		return IssuedRefresh{}, errBadTTL
 	}
+	fam := NewFamilyID()
 	token, hash := newRefreshToken(fam)
 	n, err := s.run(ctx, createRefreshScript, []string{s.keys.family(fam), s.keys.refresh(fam, hash)},
 		sess.UserID, sess.ClientID, sess.Scope, sess.AuthTime, ttl.Milliseconds()).Int()

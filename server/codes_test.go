@@ -111,7 +111,10 @@ func TestCodeFlow(t *testing.T) {
 		t.Fatal(err)
 	}
 	code := gen.Msg.Code
-	if raw, err := base64.RawURLEncoding.DecodeString(code); err != nil || len(raw) < 16 {
+	// "<session family>.<secret>": the secret alone is 256 random bits.
+	if fam, secret, ok := strings.Cut(code, "."); !ok || len(fam) != 22 {
+		t.Fatalf("code %q: want <family>.<secret>", code)
+	} else if raw, err := base64.RawURLEncoding.DecodeString(secret); err != nil || len(raw) < 16 {
 		t.Fatalf("code %q: want ≥ 128 random bits, base64url", code)
 	}
 	if br := gen.Msg.BaseResp; br.GetCode() != 0 || br.GetMessage() != "OK" {
