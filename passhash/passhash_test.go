@@ -262,3 +262,26 @@ func TestVerifyConcurrencyBounded(t *testing.T) {
 		t.Fatalf("at most %d checks ran at once, want exactly GOMAXPROCS = %d", most, limit)
 	}
 }
+
+// TestVerifyFreesWorkArea checks that an argon2id check leaves no dead work
+// area behind: right after Verify returns, the 19 MiB it used is collected,
+// so a burst of logins cannot pile them up on the heap.
+func TestVerifyFreesWorkArea(t *testing.T) {
+	encoded, err := Hash("correct horse battery staple")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := parse(encoded)
+	area := uint64(p.argon.memory) << 10
+	var m runtime.MemStats
+	for i := range 3 {
+		if err := Verify(encoded, "correct horse battery staple"); err != nil {
+			t.Fatal(err)
+		}
+		runtime.ReadMemStats(&m)
+		if m.HeapAlloc >= area {
+			t.Fatalf("check %d: heap holds %d MiB after Verify returned; want its %d MiB work area collected",
+				i, m.HeapAlloc>>20, area>>20)
+		}
+	}
+}
