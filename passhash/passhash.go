@@ -217,13 +217,8 @@ func Verify(encoded, secret string) error {
 		}
 		return nil
 	}
-	hashSlots <- struct{}{}
-	defer func() { <-hashSlots }()
-	if onHash != nil {
-		onHash(+1)
-		defer onHash(-1)
-	}
-	switch err := bcrypt.CompareHashAndPassword([]byte(encoded), []byte(secret)); {
+	inSlot(func() { err = bcrypt.CompareHashAndPassword([]byte(encoded), []byte(secret)) })
+	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, bcrypt.ErrMismatchedHashAndPassword):
@@ -244,20 +239,26 @@ func Verify(encoded, secret string) error {
 // (61–74 MB under the same burst, at the same logins per second). One
 // collection of tokend's small pointer heap costs far less than the check
 // itself: the work area holds no pointers to mark.
-func argon2id(secret string, a *argonParams) []byte {
+func argon2id(secret string, a *argonParams) (key []byte) {
+	inSlot(func() {
+		key = argon2.IDKey([]byte(secret), a.salt, a.time, a.memory, a.threads, uint32(len(a.key)))
+		if a.memory >= collectFrom {
+			runtime.GC()
+		}
+	})
+	return key
+}
+
+// inSlot runs the password check f in one of the hash slots, waiting for
+// one to be free.
+func inSlot(f func()) {
 	hashSlots <- struct{}{}
+	defer func() { <-hashSlots }()
 	if onHash != nil {
 		onHash(+1)
+		defer onHash(-1)
 	}
-	key := argon2.IDKey([]byte(secret), a.salt, a.time, a.memory, a.threads, uint32(len(a.key)))
-	if a.memory >= collectFrom {
-		runtime.GC()
-	}
-	if onHash != nil {
-		onHash(-1)
-	}
-	<-hashSlots
-	return key
+	f()
 }
 
 // collectFrom is the argon2id memory parameter (KiB) from which a check
