@@ -34,12 +34,6 @@ var (
 	ErrVerifierMismatch = errors.New("redisstore: PKCE verifier mismatch")
 )
 
-// codeLen is the length of an authorization code: "<fam>.<secret>", the id
-// of the refresh-token family its exchange starts (so that the code's key
-// and the family's share a hash tag) and 256 random bits, base64url without
-// padding (well above RFC 6749's 128).
-const codeLen = familyLen + 1 + secretLen
-
 // AuthCode is what an authorization code stands for.
 type AuthCode struct {
 	UserID      string
@@ -67,13 +61,11 @@ type CodeCheck struct {
 }
 
 // parseCode returns the family of a well-formed code and the code's hash;
-// ok is false for anything tokend did not make.
-func parseCode(code string) (fam, hash string, ok bool) {
-	if len(code) != codeLen {
-		return "", "", false
-	}
-	return parseRefresh(code) // the same shape: "<fam>.<secret>"
-}
+// ok is false for anything tokend did not make. A code has a refresh
+// token's shape, "<fam>.<secret>": the id of the family its exchange starts
+// (so that the code's key and the family's share a hash tag) and 256 random
+// bits, base64url without padding (well above RFC 6749's 128).
+func parseCode(code string) (fam, hash string, ok bool) { return parseRefresh(code) }
 
 // CreateCode stores a new authorization code for c, living for ttl, and
 // returns it. The code names c.FamilyID; only its SHA-256 is stored, as the

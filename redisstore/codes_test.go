@@ -37,7 +37,7 @@ func runCodeConformance(t *testing.T, newStore func(t *testing.T) (*Store, redis
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(code) != codeLen || !strings.HasPrefix(code, fam+".") || !base64url(code[familyLen+1:]) {
+		if len(code) != familyLen+1+secretLen || !strings.HasPrefix(code, fam+".") || !base64url(code[familyLen+1:]) {
 			t.Fatalf("code %q: want %q followed by 43 base64url characters (256 bits)", code, fam+".")
 		}
 		if d := c.PTTL(ctx, codeKey(s, code)).Val(); d <= hour-time.Minute || d > hour {
