@@ -234,3 +234,92 @@ func TestBearerToken(t *testing.T) {
 		}
 	}
 }
+
+// TestMiddlewareDeferredCheck: a deferred procedure's handler starts before
+// its revocation check is settled, and nothing it writes leaves unless the
+// check passes.
+func TestMiddlewareDeferredCheck(t *testing.T) {
+	key, _ := tokens.GenerateKey("EdDSA")
+	ks, _ := tokens.NewKeySet(key)
+	const silent = "/test.v1.Service/Silent"
+	var (
+		revoked, storeUp = false, true
+		events           []string
+		writeErr         error
+	)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	mw := authn.NewMiddleware(tokens.NewVerifier(ks, issuer), log, []string{procedure, silent},
+		func(context.Context, *tokens.Claims) (bool, error) {
+			t.Error("the deferred procedure ran the ordinary check")
+			return false, nil
+		})
+	mw.Defer(func(ctx context.Context, c *tokens.Claims) (context.Context, func(context.Context) (bool, error)) {
+		events = append(events, "deferred "+c.ID)
+		return ctx, func(context.Context) (bool, error) {
+			events = append(events, "settled")
+			if !storeUp {
+				return false, errors.New("dial tcp: connection refused")
+			}
+			return revoked, nil
+		}
+	}, procedure, silent)
+	mux := http.NewServeMux()
+	mux.HandleFunc(procedure, func(w http.ResponseWriter, r *http.Request) {
+		events = append(events, "handler")
+		w.Header().Set("X-Answer", "yes")
+		_, writeErr = io.WriteString(w, "records of ")
+		w.(http.Flusher).Flush()
+		c, _ := authn.ClaimsFrom(r.Context())
+		_, _ = io.WriteString(w, c.Subject)
+	})
+	mux.HandleFunc(silent, func(http.ResponseWriter, *http.Request) { events = append(events, "handler") })
+	srv := httptest.NewServer(mw.Wrap(mux))
+	defer srv.Close()
+	f := &fixture{keys: ks, srv: srv}
+	tok, _ := ks.Sign(validClaims())
+
+	status, body, _ := f.call(t, procedure, "Bearer "+tok)
+	if status != http.StatusOK || body != "records of 42" {
+		t.Fatalf("passing token: %d %q", status, body)
+	}
+	if got := strings.Join(events, ", "); got != "deferred jti-1, handler, settled" {
+		t.Errorf("events %q: want the handler to start before the check is settled", got)
+	}
+
+	for _, path := range []string{procedure, silent} {
+		revoked, events = true, nil
+		status, body, js := f.call(t, path, "Bearer "+tok)
+		if status != http.StatusUnauthorized || js["code"] != "unauthenticated" || strings.Contains(body, "records") {
+			t.Errorf("%s, revoked token: %d %s; want the one unauthenticated refusal", path, status, body)
+		}
+		if len(events) != 3 || events[2] != "settled" {
+			t.Errorf("%s, revoked token: events %q", path, events)
+		}
+	}
+	if writeErr == nil {
+		t.Error("a refused handler's write succeeded")
+	}
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+procedure, strings.NewReader("{}"))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("X-Answer") != "" || resp.Header.Get("WWW-Authenticate") == "" {
+		t.Errorf("revoked token: %d, headers %v; want the refusal's headers, not the handler's", resp.StatusCode, resp.Header)
+	}
+
+	revoked, storeUp = false, false
+	status, body, js := f.call(t, procedure, "Bearer "+tok)
+	if status != http.StatusServiceUnavailable || js["code"] != "unavailable" || strings.Contains(body, "records") {
+		t.Errorf("store down: %d %s; want 503 unavailable", status, body)
+	}
+
+	// A bad token is refused before the handler runs, as ever.
+	events = nil
+	if status, _, _ := f.call(t, procedure, "Bearer not.a.jwt"); status != http.StatusUnauthorized || len(events) != 0 {
+		t.Errorf("bad token: %d, events %q", status, events)
+	}
+}

@@ -22,8 +22,12 @@ var (
 
 // storeError turns an unexpected store error into a connect error: Redis
 // being unreachable is unavailable (the client may retry), anything else is
-// internal and only the log learns the details.
+// internal and only the log learns the details. A read refused by its
+// request's revocation precheck is unauthenticated.
 func storeError(ctx context.Context, log *slog.Logger, op string, err error) *connect.Error {
+	if errors.Is(err, redisstore.ErrRefused) { // the bearer check's own refusal (authn.Middleware.Defer) replaces this one
+		return connect.NewError(connect.CodeUnauthenticated, errors.New("missing or invalid access token"))
+	}
 	if errors.Is(err, redisstore.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
 		log.WarnContext(ctx, "redis unavailable", "op", op, "err", err)
 		return connect.NewError(connect.CodeUnavailable, errUnavailable)

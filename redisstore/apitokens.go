@@ -97,17 +97,10 @@ func (s *Store) GetAPIToken(ctx context.Context, id string) (APIToken, error) {
 }
 
 // APITokenActive reports whether the API token id exists (not deleted, not
-// expired): one EXISTS, for the bearer-token revocation hook.
+// expired): APITokenCheck, settled on its own.
 func (s *Store) APITokenActive(ctx context.Context, id string) (bool, error) {
-	if !validID(id) {
-		return false, nil
-	}
-	key := s.keys.apiToken(id)
-	c, err := do(ctx, s, func(p redis.Pipeliner) *redis.IntCmd { return p.Exists(ctx, key) })
-	if err != nil {
-		return false, wrap("API token active", err)
-	}
-	return c.Val() == 1, nil
+	refused, err := Settle(ctx, s.APITokenCheck(id))
+	return !refused && err == nil, err
 }
 
 // ListAPITokens returns owner's live tokens (pruning index entries whose

@@ -81,7 +81,70 @@ func (b *batcher) work() {
 // for calls[i]) and the first error among them; no results when the call
 // never got an answer (ctx ended, store closed). The calls of one op keep
 // their order within the pipeline.
+//
+// When ctx carries prechecks (WithPrechecks), read-only calls take the ones
+// not yet sent along in the same op, and calls that write are sent only
+// after every precheck has passed; either way run returns ErrRefused, and
+// no results, when one refuses.
 func (b *batcher) run(ctx context.Context, calls ...scriptCall) ([]redis.Cmder, error) {
+	checks := prechecksFrom(ctx)
+	if len(checks) == 0 {
+		return b.send(ctx, calls)
+	}
+	var mine []*Precheck
+	if !writes(calls) {
+		for _, p := range checks {
+			if p.claimed.CompareAndSwap(false, true) {
+				mine = append(mine, p)
+			}
+		}
+	}
+	if len(mine) == 0 {
+		if refused, err := Settle(ctx, checks...); err != nil || refused {
+			return nil, refusal(refused, err)
+		}
+		return b.send(ctx, calls)
+	}
+	all := make([]scriptCall, 0, len(mine)+len(calls))
+	for _, p := range mine {
+		all = append(all, p.call)
+	}
+	out, err := b.send(ctx, append(all, calls...))
+	finishAll(mine, out, err)
+	if refused, cerr := verdict(ctx, checks); cerr != nil || refused {
+		return nil, refusal(refused, cerr)
+	}
+	if out == nil {
+		return nil, err
+	}
+	out, err = out[len(mine):], nil
+	for _, c := range out {
+		if err = c.Err(); err != nil {
+			break
+		}
+	}
+	return out, err
+}
+
+func refusal(refused bool, err error) error {
+	if refused {
+		return ErrRefused
+	}
+	return err
+}
+
+// writes reports whether any of calls may write: every script is taken to.
+func writes(calls []scriptCall) bool {
+	for _, c := range calls {
+		if c.script != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// send is run without prechecks.
+func (b *batcher) send(ctx context.Context, calls []scriptCall) ([]redis.Cmder, error) {
 	b.start()
 	select {
 	case <-b.stop:

@@ -674,6 +674,89 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 		}
 	})
 
+	t.Run("Prechecks", func(t *testing.T) {
+		t.Parallel()
+		s, c := newStore(t)
+		ctx := t.Context()
+		sent := &commandCounter{}
+		c.AddHook(sent)
+		for _, id := range []string{"live1", "live2", "gone1"} {
+			if err := s.CreateM2MToken(ctx, m2m("alice", id, hour)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, _, err := s.DeleteM2MTokens(ctx, "alice", []string{"gone1"}); err != nil {
+			t.Fatal(err)
+		}
+
+		// A passing check rides along with the read: one round trip for both,
+		// and settling it afterwards sends nothing.
+		pass := s.M2MCheck("alice", "live1")
+		before := sent.n.Load()
+		got, err := s.GetM2MTokens(WithPrechecks(ctx, pass), "alice", []string{"live1", "live2"})
+		if err != nil || len(got) != 2 {
+			t.Fatalf("read with a passing precheck: %v, %v", got, err)
+		}
+		if n := sent.n.Load() - before; n != 3 {
+			t.Errorf("read with its precheck sent %d commands, want 3 (SISMEMBER + 2 HGETALL)", n)
+		}
+		if refused, err := Settle(ctx, pass); refused || err != nil {
+			t.Errorf("Settle after the read = %v, %v; want a pass", refused, err)
+		}
+		if n := sent.n.Load() - before; n != 3 {
+			t.Errorf("Settle of a carried check sent %d more commands", n-3)
+		}
+
+		// A refusing check: the read's results are dropped.
+		got, err = s.GetM2MTokens(WithPrechecks(ctx, s.M2MCheck("alice", "gone1")), "alice", []string{"live1"})
+		if !errors.Is(err, ErrRefused) || got != nil {
+			t.Errorf("read with a refusing precheck: %v, %v; want ErrRefused", got, err)
+		}
+		// A write waits for the verdict: refused, it is never sent.
+		err = s.CreateM2MToken(WithPrechecks(ctx, s.M2MCheck("alice", "gone1")), m2m("alice", "new1", hour))
+		if !errors.Is(err, ErrRefused) {
+			t.Errorf("write with a refusing precheck: %v; want ErrRefused", err)
+		}
+		if got, _ := s.GetM2MTokens(ctx, "alice", []string{"new1"}); len(got) != 0 {
+			t.Errorf("a refused request's write was applied: %+v", got)
+		}
+		if err := s.CreateM2MToken(WithPrechecks(ctx, s.M2MCheck("alice", "live2")), m2m("alice", "new2", hour)); err != nil {
+			t.Errorf("write with a passing precheck: %v", err)
+		}
+
+		// Sessions and API tokens: unknown or malformed ids are refused, a
+		// malformed one without asking Redis.
+		rt, err := s.CreateRefresh(ctx, sess, hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, tc := range map[string]struct {
+			p    *Precheck
+			want bool
+		}{
+			"live session":      {s.SessionCheck(rt.FamilyID), false},
+			"unknown session":   {s.SessionCheck(NewFamilyID()), true},
+			"unknown API token": {s.APITokenCheck("Yp3nQm0yJ4aSgG7bq0nW1w"), true},
+			"blacklisted M2M":   {s.M2MCheck("alice", "gone1"), true},
+			"another's M2M":     {s.M2MCheck("bob", "live1"), false},
+		} {
+			if refused, err := Settle(ctx, tc.p); refused != tc.want || err != nil {
+				t.Errorf("%s: Settle = %v, %v; want %v", name, refused, err, tc.want)
+			}
+		}
+		before = sent.n.Load()
+		if refused, err := Settle(ctx, s.SessionCheck("not-a-family"), s.APITokenCheck("no/such id")); !refused || err != nil {
+			t.Errorf("malformed ids: Settle = %v, %v; want refused", refused, err)
+		}
+		if n := sent.n.Load() - before; n != 0 {
+			t.Errorf("malformed ids sent %d commands", n)
+		}
+		// Several checks settle together: refused when any one refuses.
+		if refused, _ := Settle(ctx, s.SessionCheck(rt.FamilyID), s.M2MCheck("alice", "gone1")); !refused {
+			t.Error("a refusing check among passing ones passed")
+		}
+	})
+
 	t.Run("M2MSweep", func(t *testing.T) {
 		t.Parallel()
 		s, c := newStore(t)
@@ -733,6 +816,11 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 			"RotateRefresh": func() error { _, _, err := s.RotateRefresh(ctx, tok, hour, 0); return err },
 			"RevokeRefresh": func() error { return s.RevokeRefresh(ctx, tok) },
 			"FamilyActive":  func() error { _, err := s.FamilyActive(ctx, NewFamilyID()); return err },
+			"M2MCheck":      func() error { _, err := Settle(ctx, s.M2MCheck("alice", "live1")); return err },
+			"precheck carried by a read": func() error {
+				_, err := s.GetM2MTokens(WithPrechecks(ctx, s.M2MCheck("alice", "live1")), "alice", []string{"live1"})
+				return err
+			},
 			"ThrottleTake": func() error {
 				_, err := s.ThrottleTake(ctx, []string{"user:a", "addr:b"}, 3, hour)
 				return err
@@ -828,4 +916,23 @@ func closedAddr(t *testing.T) string {
 	addr := l.Addr().String()
 	l.Close()
 	return addr
+}
+
+// commandCounter is a go-redis hook counting the commands sent, piped or not.
+type commandCounter struct{ n atomic.Int64 }
+
+func (h *commandCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *commandCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+
+func (h *commandCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.n.Add(int64(len(cmds)))
+		return next(ctx, cmds)
+	}
 }

@@ -78,15 +78,10 @@ func (s *Store) CreateM2MToken(ctx context.Context, rec M2MToken) error {
 	return wrap("create M2M token", err)
 }
 
-// M2MBlacklisted reports whether the owner's token id is blacklisted: one
-// SISMEMBER, for the bearer check.
+// M2MBlacklisted reports whether the owner's token id is blacklisted:
+// M2MCheck, settled on its own.
 func (s *Store) M2MBlacklisted(ctx context.Context, owner, id string) (bool, error) {
-	key := s.keys.m2mBlacklist(owner)
-	c, err := do(ctx, s, func(p redis.Pipeliner) *redis.BoolCmd { return p.SIsMember(ctx, key, id) })
-	if err != nil {
-		return false, wrap("check M2M blacklist", err)
-	}
-	return c.Val(), nil
+	return Settle(ctx, s.M2MCheck(owner, id))
 }
 
 // GetM2MTokens returns the owner's tokens among ids (in that order; ids

@@ -196,20 +196,10 @@ func (s *Store) RevokeFamily(ctx context.Context, familyID string) error {
 }
 
 // FamilyActive reports whether the family familyID exists (has a live
-// token) and is not revoked: one HGET, for the bearer-token revocation hook.
+// token) and is not revoked: SessionCheck, settled on its own.
 func (s *Store) FamilyActive(ctx context.Context, familyID string) (bool, error) {
-	if !validFamily(familyID) {
-		return false, nil
-	}
-	key := s.keys.family(familyID)
-	c, err := do(ctx, s, func(p redis.Pipeliner) *redis.StringCmd { return p.HGet(ctx, key, "revoked") })
-	if err = wrap("family active", err); err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return false, nil
-		}
-		return false, err
-	}
-	return c.Val() == "0", nil
+	refused, err := Settle(ctx, s.SessionCheck(familyID))
+	return !refused && err == nil, err
 }
 
 // RefreshClient returns the client a refresh token's family was issued to

@@ -312,7 +312,9 @@ type scriptCall struct {
 	cmd    func(p redis.Pipeliner) redis.Cmder
 }
 
-// command is a scriptCall for a plain command (HGET, SISMEMBER, HGETALL...).
+// command is a scriptCall for a plain read-only command (HGET, SISMEMBER,
+// HGETALL...): the batcher lets prechecks ride along with it (see Precheck),
+// which a command that writes must not allow.
 func command(queue func(p redis.Pipeliner) redis.Cmder) scriptCall { return scriptCall{cmd: queue} }
 
 // runPipelined runs calls in one pipeline (on Cluster, one per node), for

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/tokend/tokend/config"
+	authv1 "github.com/tokend/tokend/gen/auth/v1"
 	m2mpb "github.com/tokend/tokend/gen/m2moauthserver/pb"
 	"github.com/tokend/tokend/gen/m2moauthserver/pb/m2mpbconnect"
 	"github.com/tokend/tokend/passhash"
@@ -553,4 +554,92 @@ func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.Header.Set("Authorization", "Bearer "+string(b))
 	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestM2MGetTokensRevocationRidesAlong: GetTokens' revocation check goes in
+// the pipeline of its records read (authn.Middleware.Defer); a revoked
+// bearer still gets unauthenticated and none of the records, in every
+// protocol, whether its token was blacklisted or its session logged out.
+func TestM2MGetTokensRevocationRidesAlong(t *testing.T) {
+	ts := startM2M(t, "", nil)
+	ctx := context.Background()
+	got, err := createM2M(ts, &m2mpb.CreateTokenRequest{ClientId: "svc", ClientSecret: m2mSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, id := got.AccessToken, verifyWithJWKS(t, ts, got.AccessToken)["jti"].(string)
+	h2 := &http.Transport{Protocols: new(http.Protocols)}
+	h2.Protocols.SetUnencryptedHTTP2(true)
+	clients := map[string]func(token string) m2mpbconnect.M2MOAuthServiceClient{
+		"connect+json": func(token string) m2mpbconnect.M2MOAuthServiceClient {
+			return m2mpbconnect.NewM2MOAuthServiceClient(&http.Client{Transport: bearerTransport(token)}, ts.URL, connect.WithProtoJSON())
+		},
+		"connect+proto": func(token string) m2mpbconnect.M2MOAuthServiceClient {
+			return m2mpbconnect.NewM2MOAuthServiceClient(&http.Client{Transport: bearerTransport(token)}, ts.URL)
+		},
+		"grpc": func(token string) m2mpbconnect.M2MOAuthServiceClient {
+			return m2mpbconnect.NewM2MOAuthServiceClient(&http.Client{Transport: bearerOver{token, h2}}, ts.URL, connect.WithGRPC())
+		},
+		"grpc-web": func(token string) m2mpbconnect.M2MOAuthServiceClient {
+			return m2mpbconnect.NewM2MOAuthServiceClient(&http.Client{Transport: bearerTransport(token)}, ts.URL, connect.WithGRPCWeb())
+		},
+	}
+	list := func(c m2mpbconnect.M2MOAuthServiceClient, req *m2mpb.GetTokensRequest) (int, error) {
+		stream, err := c.GetTokens(ctx, connect.NewRequest(req))
+		if err != nil {
+			return 0, err
+		}
+		n := 0
+		for stream.Receive() {
+			n++
+		}
+		return n, stream.Err()
+	}
+	byID := &m2mpb.GetTokensRequest{IdFilter: []string{id}}
+	for name, c := range clients {
+		if n, err := list(c(tok), byID); n != 1 || err != nil {
+			t.Fatalf("%s, live token: %d records, %v", name, n, err)
+		}
+	}
+	if _, err := m2mClient(ts, bearer(tok)).DeleteTokens(ctx, connect.NewRequest(&m2mpb.DeleteTokensRequest{IdFilter: []string{id}})); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range clients {
+		for _, req := range []*m2mpb.GetTokensRequest{byID, {IncludeBlacklisted: true}} {
+			n, err := list(c(tok), req)
+			if n != 0 || connect.CodeOf(err) != connect.CodeUnauthenticated {
+				t.Errorf("%s, blacklisted token, %v: %d records, %v; want unauthenticated", name, req, n, err)
+			}
+		}
+	}
+
+	// A user's token whose session has been logged out.
+	signin, err := protocols["connect+json"](ts.URL).Token(ctx, login("alice", password))
+	if err != nil {
+		t.Fatal(err)
+	}
+	user := signin.Msg.AccessToken
+	if _, err := list(clients["grpc"](user), &m2mpb.GetTokensRequest{}); err != nil {
+		t.Fatalf("signed-in user: %v", err)
+	}
+	if _, err := protocols["connect+json"](ts.URL).Logout(ctx, connect.NewRequest(&authv1.LogoutRequest{RefreshToken: signin.Msg.RefreshToken})); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range clients {
+		if _, err := list(c(user), &m2mpb.GetTokensRequest{IdFilter: []string{id}}); connect.CodeOf(err) != connect.CodeUnauthenticated {
+			t.Errorf("%s, logged-out session: %v; want unauthenticated", name, err)
+		}
+	}
+}
+
+// bearerOver sets the bearer token on every request it sends through rt.
+type bearerOver struct {
+	token string
+	rt    http.RoundTripper
+}
+
+func (b bearerOver) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.rt.RoundTrip(r)
 }

@@ -184,7 +184,10 @@ func (s *Server) routes() http.Handler {
 		m2mpbconnect.M2MOAuthServiceGetTokensProcedure,
 		m2mpbconnect.M2MOAuthServiceDeleteTokensProcedure,
 	}
-	bearer := authn.NewMiddleware(verifier, s.log, protected, s.sessionRevoked, s.apiTokenRevoked, s.m2mRevoked)
+	bearer := authn.NewMiddleware(verifier, s.log, protected, s.revoked)
+	// GetTokens only reads: its revocation check rides along with its read
+	// of the records (one round trip for both).
+	bearer.Defer(s.deferRevocation, m2mpbconnect.M2MOAuthServiceGetTokensProcedure)
 	bearer.OnRefused = s.metrics.refused
 
 	reflector := grpcreflect.NewStaticReflector(services...)
@@ -227,35 +230,37 @@ func (s *Server) routes() http.Handler {
 	return h
 }
 
-// sessionRevoked is the revocation hook for user tokens: a token whose
-// session (refresh-token family) was logged out or revoked for reuse no
-// longer passes.
-func (s *Server) sessionRevoked(ctx context.Context, c *tokens.Claims) (bool, error) {
-	if c.SessionID == "" {
-		return false, nil
+// prechecks are the revocation checks of c's token: its session (refresh
+// family) logged out or revoked for reuse, the API token it was minted from
+// deleted, or, for an M2M token, blacklisted.
+func (s *Server) prechecks(c *tokens.Claims) []*redisstore.Precheck {
+	var checks []*redisstore.Precheck
+	if c.SessionID != "" {
+		checks = append(checks, s.store.SessionCheck(c.SessionID))
 	}
-	active, err := s.store.FamilyActive(ctx, c.SessionID)
-	return !active, err
+	if c.APITokenID != "" {
+		checks = append(checks, s.store.APITokenCheck(c.APITokenID))
+	}
+	if c.Kind == tokens.KindClient && c.Owner != "" {
+		checks = append(checks, s.store.M2MCheck(c.Owner, c.ID))
+	}
+	return checks
 }
 
-// m2mRevoked is the revocation hook for M2M tokens: a blacklisted one no
-// longer passes (one SISMEMBER on its owner's blacklist).
-func (s *Server) m2mRevoked(ctx context.Context, c *tokens.Claims) (bool, error) {
-	if c.Kind != tokens.KindClient || c.Owner == "" {
-		return false, nil
-	}
-	return s.store.M2MBlacklisted(ctx, c.Owner, c.ID)
-}
-
-// revoked runs every revocation hook: what the bearer check refuses,
-// introspection calls inactive and client assertions may not use.
+// revoked runs every revocation check of c's token (in one round trip):
+// what the bearer check refuses, introspection calls inactive and client
+// assertions may not use.
 func (s *Server) revoked(ctx context.Context, c *tokens.Claims) (bool, error) {
-	for _, check := range []func(context.Context, *tokens.Claims) (bool, error){s.sessionRevoked, s.apiTokenRevoked, s.m2mRevoked} {
-		if r, err := check(ctx, c); r || err != nil {
-			return r, err
-		}
+	return redisstore.Settle(ctx, s.prechecks(c)...)
+}
+
+// deferRevocation is revoked, left for the handler's first store read to
+// take along (authn.Middleware.Defer).
+func (s *Server) deferRevocation(ctx context.Context, c *tokens.Claims) (context.Context, func(context.Context) (bool, error)) {
+	checks := s.prechecks(c)
+	return redisstore.WithPrechecks(ctx, checks...), func(ctx context.Context) (bool, error) {
+		return redisstore.Settle(ctx, checks...)
 	}
-	return false, nil
 }
 
 // sweepM2M removes expired M2M index and blacklist entries every minute.
@@ -275,16 +280,6 @@ func (s *Server) sweepM2M(ctx context.Context) {
 			}
 		}
 	}
-}
-
-// apiTokenRevoked is the revocation hook for tokens minted from an API
-// token: once the API token is deleted (or expires), they no longer pass.
-func (s *Server) apiTokenRevoked(ctx context.Context, c *tokens.Claims) (bool, error) {
-	if c.APITokenID == "" {
-		return false, nil
-	}
-	active, err := s.store.APITokenActive(ctx, c.APITokenID)
-	return !active, err
 }
 
 func signingAlgs(ks *tokens.KeySet) []string {
