@@ -5,6 +5,7 @@ package bench
 
 import (
 	"context"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokend/tokend/passhash"
+	"github.com/tokend/tokend/redisstore"
 	"github.com/tokend/tokend/redisstore/redistest"
 	"github.com/tokend/tokend/tokens"
 )
@@ -52,7 +54,11 @@ func m2mClaims() *tokens.Claims {
 //   - argon2id: one password check at tokend's default parameters (login);
 //   - redis: one Redis command round trip, alone (each caller waits for its
 //     own) and pipelined 64 at a time (callers sharing a pipeline, as
-//     tokend's batcher does): the cheapest a round trip gets.
+//     tokend's batcher does): the cheapest a round trip gets;
+//   - redis/bearer-read-64: the one round trip of the bearer-checked call
+//     (GetTokens with an id_filter of 4): its revocation check (SISMEMBER)
+//     and the four M2M records it returns (HGETALL of real records, read by
+//     go-redis), 64 callers' worth to a pipeline, per caller.
 //
 // bench/run adds the CPU per request of GET /healthz under the same load (the
 // HTTP exchange itself) and prints each call's measured CPU per request over
@@ -143,4 +149,46 @@ func BenchmarkFloor(b *testing.B) {
 		}
 		reportCPU(b, start, b.N)
 	})
+	b.Run("redis/bearer-read-64", func(b *testing.B) {
+		records, blacklist := m2mRecords(b, rdb)
+		start := cpuTime(b)
+		p := rdb.Pipeline()
+		for b.Loop() {
+			p.SIsMember(ctx, blacklist, "Yp3nQm0yJ4aSgG7bq0nW1w")
+			for _, k := range records {
+				p.HGetAll(ctx, k)
+			}
+			if p.Len() == 64*(1+len(records)) {
+				if _, err := p.Exec(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		if _, err := p.Exec(ctx); err != nil && err != redis.Nil {
+			b.Fatal(err)
+		}
+		reportCPU(b, start, b.N)
+	})
+}
+
+// m2mRecords stores four M2M token records as tokend does (bench/seed's
+// shape: client bench-m2m, audience api, scopes read and write) and returns
+// their keys and their owner's blacklist key.
+func m2mRecords(b *testing.B, rdb *redis.Client) (records []string, blacklist string) {
+	ctx := context.Background()
+	s := redisstore.New(rdb, redisstore.Options{Prefix: "floor"})
+	now := time.Now().Truncate(time.Second)
+	for range 4 {
+		rec := redisstore.M2MToken{ID: redisstore.NewFamilyID() /* 128 random bits, as a jti */, Owner: "bench-owner",
+			ClientID: "bench-m2m", Subject: "bench-m2m",
+			Audience: []string{"api"}, Scope: []string{"read", "write"}, IssuedAt: now, ExpiresAt: now.Add(time.Hour)}
+		if err := s.CreateM2MToken(ctx, rec); err != nil {
+			b.Fatal(err)
+		}
+	}
+	records, _, err := rdb.Scan(ctx, 0, "floor:m2m:*:t:*", 100).Result()
+	if err != nil || len(records) != 4 {
+		b.Fatalf("M2M records: %v, %v", records, err)
+	}
+	return records, records[0][:strings.LastIndex(records[0], ":t:")] + ":bl"
 }
