@@ -63,8 +63,12 @@ func (k keys) apiTokenOwner(owner string) string {
 // Keyed by the owner's digest (hash tag) and the token id (jti). TTL: the
 // token's expiry; none for tokens without one. Written by m2m_create.lua,
 // m2m_delete.lua.
-func (k keys) m2mToken(owner, id string) string {
-	return k.prefix + ":m2m:{" + digest(owner) + "}:t:" + id
+func (k keys) m2mToken(owner, id string) string { return k.m2mTokenOf(digest(owner), id) }
+
+// m2mTokenOf is m2mToken for an owner's digest, for callers that build
+// several of the owner's keys (one SHA-256 for all of them).
+func (k keys) m2mTokenOf(ownerDigest, id string) string {
+	return k.prefix + ":m2m:{" + ownerDigest + "}:t:" + id
 }
 
 // m2mIndex: ZSET of the owner's token ids scored by expiry (unix s, +inf

@@ -72,9 +72,10 @@ func (s *Store) CreateM2MToken(ctx context.Context, rec M2MToken) error {
 		"name", rec.Name, "owner", rec.Owner, "client", rec.ClientID, "sub", rec.Subject,
 		"aud", aud, "scope", scope, "iat", rec.IssuedAt.Unix(), "exp", exp,
 		"claims", rec.Claims, "ver", 1, "bl", 0}
+	d := digest(rec.Owner)
 	_, err := s.batch.run(ctx,
-		scriptCall{script: m2mCreateScript, keys: []string{s.keys.m2mToken(rec.Owner, rec.ID), s.keys.m2mIndex(rec.Owner)}, args: args},
-		scriptCall{script: m2mOwnerScript, keys: []string{s.keys.m2mOwners()}, args: []any{digest(rec.Owner)}})
+		scriptCall{script: m2mCreateScript, keys: []string{s.keys.m2mTokenOf(d, rec.ID), s.keys.m2mIndexOf(d)}, args: args},
+		scriptCall{script: m2mOwnerScript, keys: []string{s.keys.m2mOwners()}, args: []any{d}})
 	return wrap("create M2M token", err)
 }
 
@@ -150,8 +151,9 @@ func (s *Store) m2mRecords(ctx context.Context, owner string, ids []string) ([]M
 		return nil, nil
 	}
 	calls := make([]scriptCall, len(ids))
+	d := digest(owner)
 	for i, id := range ids {
-		key := s.keys.m2mToken(owner, id)
+		key := s.keys.m2mTokenOf(d, id)
 		calls[i] = command(func(p redis.Pipeliner) redis.Cmder { return p.HGetAll(ctx, key) })
 	}
 	cmds, err := s.batch.run(ctx, calls...)
@@ -197,15 +199,16 @@ func m2mFromHash(id string, m map[string]string) (M2MToken, bool) {
 // batches: each batch is atomic, the whole is not (a token created during
 // a delete-all may be left alone).
 func (s *Store) DeleteM2MTokens(ctx context.Context, owner string, ids []string) (blacklisted, deleted int64, err error) {
+	d := digest(owner)
 	run := func(batch []string) error {
 		if len(batch) == 0 {
 			return nil
 		}
 		keys := make([]string, 0, len(batch)+2)
-		keys = append(keys, s.keys.m2mIndex(owner), s.keys.m2mBlacklist(owner))
+		keys = append(keys, s.keys.m2mIndexOf(d), s.keys.m2mBlacklistOf(d))
 		args := make([]any, 0, len(batch))
 		for _, id := range batch {
-			keys = append(keys, s.keys.m2mToken(owner, id))
+			keys = append(keys, s.keys.m2mTokenOf(d, id))
 			args = append(args, id)
 		}
 		res, err := m2mDeleteScript.Run(ctx, s.rdb, keys, args...).Int64Slice()
