@@ -93,11 +93,7 @@ func (b *batcher) run(ctx context.Context, calls ...scriptCall) ([]redis.Cmder, 
 	}
 	var mine []*Precheck
 	if !writes(calls) {
-		for _, p := range checks {
-			if p.claimed.CompareAndSwap(false, true) {
-				mine = append(mine, p)
-			}
-		}
+		mine = claim(checks)
 	}
 	if len(mine) == 0 {
 		if refused, err := Settle(ctx, checks...); err != nil || refused {

@@ -98,13 +98,7 @@ func prechecksFrom(ctx context.Context) []*Precheck {
 // first error reaching Redis. The checks no store call has carried yet are
 // sent together, in one pipeline shared with other requests.
 func Settle(ctx context.Context, checks ...*Precheck) (refused bool, err error) {
-	var mine []*Precheck
-	for _, p := range checks {
-		if p.claimed.CompareAndSwap(false, true) {
-			mine = append(mine, p)
-		}
-	}
-	if len(mine) > 0 {
+	if mine := claim(checks); len(mine) > 0 {
 		calls := make([]scriptCall, len(mine))
 		for i, p := range mine {
 			calls[i] = p.call
@@ -113,6 +107,18 @@ func Settle(ctx context.Context, checks ...*Precheck) (refused bool, err error) 
 		finishAll(mine, out, err)
 	}
 	return verdict(ctx, checks)
+}
+
+// claim takes the checks no sender has taken yet: the caller sends them and
+// must finish every one.
+func claim(checks []*Precheck) []*Precheck {
+	var mine []*Precheck
+	for _, p := range checks {
+		if p.claimed.CompareAndSwap(false, true) {
+			mine = append(mine, p)
+		}
+	}
+	return mine
 }
 
 // finishAll settles the claimed checks from out, their replies in order

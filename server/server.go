@@ -254,8 +254,9 @@ func (s *Server) revoked(ctx context.Context, c *tokens.Claims) (bool, error) {
 	return redisstore.Settle(ctx, s.prechecks(c)...)
 }
 
-// deferRevocation is revoked, left for the handler's first store read to
-// take along (authn.Middleware.Defer).
+// deferRevocation starts revoked without waiting: the checks go in the
+// context for the handler's first store read to take along, and settle
+// returns their verdict (authn.Middleware.Defer).
 func (s *Server) deferRevocation(ctx context.Context, c *tokens.Claims) (context.Context, func(context.Context) (bool, error)) {
 	checks := s.prechecks(c)
 	return redisstore.WithPrechecks(ctx, checks...), func(ctx context.Context) (bool, error) {
