@@ -330,6 +330,9 @@ func TestCompressionOnlyForLargeResponses(t *testing.T) {
 	if enc, n := call(create, `{"name":"small"}`); enc != "" {
 		t.Fatalf("a %d-byte token response was sent with Content-Encoding %q", n, enc)
 	}
+	if enc, n := call("/grpc.health.v1.Health/Check", `{}`); enc != "" {
+		t.Fatalf("a %d-byte health answer was sent with Content-Encoding %q", n, enc)
+	}
 	for i := range 12 {
 		call(create, fmt.Sprintf(`{"name":"a token with a long enough name to fill a list, number %d"}`, i))
 	}

@@ -193,7 +193,8 @@ func (s *Server) routes() http.Handler {
 	reflector := grpcreflect.NewStaticReflector(services...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
-	mux.Handle(grpchealth.NewHandler(redisChecker{s.store, services}))
+	// Health answers are a few bytes: never gzipped (probes poll often).
+	mux.Handle(grpchealth.NewHandler(redisChecker{s.store, services}, connect.WithCompressMinBytes(compressMinBytes)))
 
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
