@@ -96,13 +96,6 @@ func (s *Store) GetAPIToken(ctx context.Context, id string) (APIToken, error) {
 	return rec, nil
 }
 
-// APITokenActive reports whether the API token id exists (not deleted, not
-// expired): APITokenCheck, settled on its own.
-func (s *Store) APITokenActive(ctx context.Context, id string) (bool, error) {
-	refused, err := Settle(ctx, s.APITokenCheck(id))
-	return !refused && err == nil, err
-}
-
 // ListAPITokens returns owner's live tokens (pruning index entries whose
 // records are gone).
 func (s *Store) ListAPITokens(ctx context.Context, owner string) ([]APIToken, error) {

@@ -79,12 +79,6 @@ func (s *Store) CreateM2MToken(ctx context.Context, rec M2MToken) error {
 	return wrap("create M2M token", err)
 }
 
-// M2MBlacklisted reports whether the owner's token id is blacklisted:
-// M2MCheck, settled on its own.
-func (s *Store) M2MBlacklisted(ctx context.Context, owner, id string) (bool, error) {
-	return Settle(ctx, s.M2MCheck(owner, id))
-}
-
 // GetM2MTokens returns the owner's tokens among ids (in that order; ids
 // that are unknown, expired, malformed or another owner's are left out).
 func (s *Store) GetM2MTokens(ctx context.Context, owner string, ids []string) ([]M2MToken, error) {

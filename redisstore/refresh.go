@@ -195,13 +195,6 @@ func (s *Store) RevokeFamily(ctx context.Context, familyID string) error {
 	return wrap("revoke refresh family", err)
 }
 
-// FamilyActive reports whether the family familyID exists (has a live
-// token) and is not revoked: SessionCheck, settled on its own.
-func (s *Store) FamilyActive(ctx context.Context, familyID string) (bool, error) {
-	refused, err := Settle(ctx, s.SessionCheck(familyID))
-	return !refused && err == nil, err
-}
-
 // RefreshClient returns the client a refresh token's family was issued to
 // ("" for first-party sign-ins), or ErrNotFound when the token is malformed
 // or its family is gone.
