@@ -231,7 +231,7 @@ func (s *Store) DeleteM2MTokens(ctx context.Context, owner string, ids []string)
 	}
 	var cursor uint64
 	for {
-		pairs, next, err := s.rdb.ZScan(ctx, s.keys.m2mIndex(owner), cursor, "", m2mBatch).Result()
+		pairs, next, err := s.rdb.ZScan(ctx, s.keys.m2mIndexOf(d), cursor, "", m2mBatch).Result()
 		if err != nil {
 			return blacklisted, deleted, wrap("delete M2M tokens", err)
 		}
