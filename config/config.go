@@ -72,8 +72,10 @@ type Log struct {
 
 // Limits bounds requests and shutdown.
 type Limits struct {
-	MaxRequestBytes int64    `yaml:"max_request_bytes"`
-	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	MaxRequestBytes      int64    `yaml:"max_request_bytes"`      // ceiling on every request body; each procedure has its own, smaller limit
+	BodyTimeout          Duration `yaml:"body_timeout"`           // a request body must arrive within this long of its headers
+	MaxConcurrentStreams int      `yaml:"max_concurrent_streams"` // HTTP/2 streams one connection may have open at once
+	ShutdownTimeout      Duration `yaml:"shutdown_timeout"`
 }
 
 // User is a user who signs in with a password.
@@ -190,6 +192,7 @@ func Default() Config {
 		},
 		LoginThrottle: LoginThrottle{MaxFailures: 10, Window: Duration(15 * time.Minute)},
 		Log:           Log{Format: "json", Level: "info"},
-		Limits:        Limits{MaxRequestBytes: 1 << 20, ShutdownTimeout: Duration(15 * time.Second)},
+		Limits: Limits{MaxRequestBytes: 1 << 20, BodyTimeout: Duration(10 * time.Second), MaxConcurrentStreams: 100,
+			ShutdownTimeout: Duration(15 * time.Second)},
 	}
 }

@@ -66,6 +66,10 @@ func (c *Config) Validate() error {
 	if c.Limits.MaxRequestBytes <= 0 {
 		p.add("limits.max_request_bytes", "must be > 0")
 	}
+	p.positive("limits.body_timeout", c.Limits.BodyTimeout)
+	if c.Limits.MaxConcurrentStreams < 1 {
+		p.add("limits.max_concurrent_streams", "must be ≥ 1")
+	}
 	p.positive("limits.shutdown_timeout", c.Limits.ShutdownTimeout)
 
 	c.validateUsers(&p)

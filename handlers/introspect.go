@@ -53,9 +53,8 @@ func (e *TokenEndpoints) form(w http.ResponseWriter, r *http.Request) (url.Value
 			Description: "Content-Type must be application/x-www-form-urlencoded"})
 		return nil, "", false
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, e.maxBytes)
-	if err := r.ParseForm(); err != nil {
-		writeOAuthJSON(w, http.StatusBadRequest, &OAuthError{Code: "invalid_request", Description: "malformed form body"})
+	if oerr := readForm(w, r, e.maxBytes); oerr != nil {
+		writeOAuthJSON(w, oerr.Status, oerr)
 		return nil, "", false
 	}
 	id, secret, basic := r.BasicAuth()

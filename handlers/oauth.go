@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 
 	"connectrpc.com/connect"
@@ -110,13 +111,8 @@ func (o *OAuth) parse(w http.ResponseWriter, r *http.Request) (*OAuthTokenReques
 		return nil, &OAuthError{Status: http.StatusUnsupportedMediaType, Code: "invalid_request",
 			Description: "Content-Type must be application/x-www-form-urlencoded"}
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, o.maxBytes)
-	if err := r.ParseForm(); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return nil, &OAuthError{Status: http.StatusRequestEntityTooLarge, Code: "invalid_request", Description: "request body too large"}
-		}
-		return nil, &OAuthError{Status: http.StatusBadRequest, Code: "invalid_request", Description: "malformed form body"}
+	if oerr := readForm(w, r, o.maxBytes); oerr != nil {
+		return nil, oerr
 	}
 	form := r.PostForm
 	// RFC 6749 §3.2: parameters must not be repeated.
@@ -149,6 +145,28 @@ func (o *OAuth) parse(w http.ResponseWriter, r *http.Request) (*OAuthTokenReques
 		req.ClientID, req.ClientSecret = form.Get("client_id"), form.Get("client_secret")
 	}
 	return req, nil
+}
+
+// readForm parses r's form body (at most maxBytes). Compressed bodies are
+// refused: no OAuth client compresses a form, and inflating one costs CPU
+// for nothing.
+func readForm(w http.ResponseWriter, r *http.Request, maxBytes int64) *OAuthError {
+	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		return &OAuthError{Status: http.StatusUnsupportedMediaType, Code: "invalid_request", Description: "Content-Encoding is not supported"}
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxBytes)
+	err := r.ParseForm()
+	var tooBig *http.MaxBytesError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &tooBig):
+		return &OAuthError{Status: http.StatusRequestEntityTooLarge, Code: "invalid_request", Description: "request body too large"}
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		// The connection is closed after the answer: its body is unread.
+		return &OAuthError{Status: http.StatusRequestTimeout, Code: "invalid_request", Description: "request body not received in time"}
+	}
+	return &OAuthError{Status: http.StatusBadRequest, Code: "invalid_request", Description: "malformed form body"}
 }
 
 // OAuthErrorFrom translates a handler's connect error into an RFC 6749

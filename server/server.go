@@ -72,7 +72,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		log.Warn("no redis.url configured: using an embedded in-memory Redis; nothing is kept across restarts")
 	}
 	s := &Server{cfg: cfg, log: log, store: store, keys: keys, metrics: newMetrics()}
-	s.handler = s.routes()
+	s.handler = bounded(s.routes(), cfg.Limits.MaxRequestBytes, cfg.Limits.BodyTimeout.D())
 	return s, nil
 }
 
@@ -155,7 +155,6 @@ func (s *Server) routes() http.Handler {
 
 	opts := []connect.HandlerOption{
 		connect.WithInterceptors(s.metrics.interceptor()),
-		connect.WithReadMaxBytes(int(cfg.Limits.MaxRequestBytes)),
 		connect.WithRecover(s.recoverPanic),
 		// Compress only what gzip pays for: a token response is a few hundred
 		// bytes of base64 that gzip barely shrinks, and compressing every
@@ -164,6 +163,7 @@ func (s *Server) routes() http.Handler {
 		connect.WithCompressMinBytes(compressMinBytes),
 	}
 	opts = append(opts, jsoncodec.HandlerOptions()...)
+	opts = append(opts, s.limitOptions()...)
 
 	mux := http.NewServeMux()
 	services := []string{authv1connect.AuthServiceName, tokenservicev1alpha1connect.TokenServiceName}
@@ -191,10 +191,10 @@ func (s *Server) routes() http.Handler {
 	bearer.OnRefused = s.metrics.refused
 
 	reflector := grpcreflect.NewStaticReflector(services...)
-	mux.Handle(grpcreflect.NewHandlerV1(reflector))
-	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+	mux.Handle(grpcreflect.NewHandlerV1(reflector, s.limitOptions()...))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, s.limitOptions()...))
 	// Health answers are a few bytes: never gzipped (probes poll often).
-	mux.Handle(grpchealth.NewHandler(redisChecker{s.store, services}, connect.WithCompressMinBytes(compressMinBytes)))
+	mux.Handle(grpchealth.NewHandler(redisChecker{s.store, services}, append(s.limitOptions(), connect.WithCompressMinBytes(compressMinBytes))...))
 
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -381,6 +381,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		Protocols:         new(http.Protocols),
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: s.cfg.Limits.MaxConcurrentStreams},
 	}
 	srv.Protocols.SetHTTP1(true)
 	tlsOn := s.cfg.TLS.CertFile != ""
