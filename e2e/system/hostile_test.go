@@ -1,0 +1,205 @@
+package system
+
+import (
+	"bytes"
+	"compress/gzip"
+	encbin "encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tokend/tokend/redisstore/redistest"
+)
+
+// withLimits adds keys to the configuration's limits section.
+func withLimits(cfg, keys string) string {
+	return strings.Replace(cfg, "limits:\n", "limits:\n"+keys, 1)
+}
+
+// rssBytes is the resident set size of process pid, from /proc.
+func rssBytes(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmRSS in /proc status")
+	return 0
+}
+
+// cpuTime is the user+system CPU time process pid has used, from /proc
+// (in clock ticks of 10 ms).
+func cpuTime(t *testing.T, pid int) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fields after the command name (which may hold spaces) in parentheses.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// TestStalledBodiesBounded: 100 HTTP/1.1 connections and 100 HTTP/2
+// streams that announce a 1 MB body, send 15 KiB of it (just under the
+// login's limit, the most a stalled body can hold) and stop. tokend's RSS
+// must grow by less than 64 MB, and every one must be answered and, over
+// HTTP/1.1, closed once limits.body_timeout has passed.
+func TestStalledBodiesBounded(t *testing.T) {
+	const bodyTimeout = 3 * time.Second
+	redis := redistest.Start(t)
+	key := signingKey(t)
+	p := startTokend(t, func(addr string) string {
+		return withLimits(configYAML(t, addr, redis.URL, key, ""), "  body_timeout: 3s\n")
+	})
+	pid := p.cmd.Process.Pid
+	for range 20 { // warm up: pools, Redis connections, the first logins
+		postJSON(t, p.URL+"/auth.v1.AuthService/Token", `{"passwordCredential":{"username":"alice","password":"x"}}`)
+	}
+	before := rssBytes(t, pid)
+	start := time.Now()
+	part := strings.Repeat("a", 15<<10)
+
+	var wg sync.WaitGroup
+	answered := make(chan time.Duration, 200)
+	for range 100 {
+		conn, err := net.Dial("tcp", p.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		fmt.Fprintf(conn, "POST /auth.v1.AuthService/Token HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n%s", part)
+		wg.Go(func() {
+			_ = conn.SetReadDeadline(time.Now().Add(time.Minute))
+			_, _ = io.Copy(io.Discard, conn) // the answer, then EOF when tokend closes
+			answered <- time.Since(start)
+		})
+	}
+	h2 := h2c()
+	var stalls []*io.PipeWriter
+	for range 100 {
+		pr, pw := io.Pipe()
+		stalls = append(stalls, pw)
+		defer pw.Close()
+		req, _ := http.NewRequest(http.MethodPost, p.URL+"/auth.v1.AuthService/Token", pr)
+		req.Header.Set("Content-Type", "application/json")
+		req.ContentLength = 1000000
+		wg.Go(func() {
+			resp, err := h2.Do(req)
+			if err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		})
+		go func() { _, _ = pw.Write([]byte(part)) }()
+	}
+	time.Sleep(bodyTimeout / 2) // all sent, none answered yet
+	peak := rssBytes(t, pid)
+	wg.Wait()
+	close(answered)
+	var last time.Duration
+	for d := range answered {
+		last = max(last, d)
+	}
+	growth := peak - before
+	t.Logf("RSS %d MB before, %d MB with 100 stalled connections and 100 stalled streams (+%.1f MB); the last connection closed after %s (body_timeout %s)",
+		before>>20, peak>>20, float64(growth)/(1<<20), last.Round(10*time.Millisecond), bodyTimeout)
+	if growth > 64<<20 {
+		t.Errorf("RSS grew by %d MB, want < 64 MB", growth>>20)
+	}
+	if last > bodyTimeout+5*time.Second {
+		t.Errorf("connections closed after %s, want within body_timeout %s (+5s slack)", last, bodyTimeout)
+	}
+	// Still serving.
+	if status, body := postJSON(t, p.URL+"/auth.v1.AuthService/Token", `{"passwordCredential":{"username":"alice","password":"`+alicePassword+`"}}`); status != 200 {
+		t.Fatalf("login after the stall: %d %s", status, body)
+	}
+}
+
+// TestDecompressionBombCPU: gzip bombs on every protocol cost tokend less
+// than 50 ms of CPU each: a 1 MB gzip of 1000 MiB (refused by its size
+// before any inflating) and one that fits the body limit (inflated only up
+// to the largest message).
+func TestDecompressionBombCPU(t *testing.T) {
+	redis := redistest.Start(t)
+	key := signingKey(t)
+	p := startTokend(t, func(addr string) string { return configYAML(t, addr, redis.URL, key, "") })
+	pid := p.cmd.Process.Pid
+	gz := func(mib int) []byte {
+		var b bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&b, gzip.BestCompression)
+		zeros := make([]byte, 1<<20)
+		for range mib {
+			_, _ = zw.Write(zeros)
+		}
+		_ = zw.Close()
+		return b.Bytes()
+	}
+	big, small := gz(1000), gz(15)
+	envelope := func(msg []byte) []byte {
+		b := []byte{1, 0, 0, 0, 0}
+		encbin.BigEndian.PutUint32(b[1:], uint32(len(msg)))
+		return append(b, msg...)
+	}
+	type attack struct {
+		name   string
+		client *http.Client
+		ct     string
+		enc    string
+		body   []byte
+	}
+	var attacks []attack
+	for _, z := range []struct {
+		name string
+		b    []byte
+	}{{"1000 MiB", big}, {"15 MiB", small}} {
+		attacks = append(attacks,
+			attack{"connect " + z.name, http1(), "application/proto", "Content-Encoding", z.b},
+			attack{"grpc " + z.name, h2c(), "application/grpc", "Grpc-Encoding", envelope(z.b)},
+			attack{"grpc-web " + z.name, http1(), "application/grpc-web+proto", "Grpc-Encoding", envelope(z.b)},
+		)
+	}
+	const n = 20
+	for _, a := range attacks {
+		before := cpuTime(t, pid)
+		for range n {
+			req, _ := http.NewRequest(http.MethodPost, p.URL+"/auth.v1.AuthService/Token", bytes.NewReader(a.body))
+			req.Header.Set("Content-Type", a.ct)
+			req.Header.Set(a.enc, "gzip")
+			resp, err := a.client.Do(req)
+			if err != nil {
+				// Refused by its size, the rest of the body unread: tokend
+				// answers and closes while the client still writes.
+				if len(a.body) < 64<<10 {
+					t.Fatalf("%s: %v", a.name, err)
+				}
+				continue
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if s := resp.Header.Get("Grpc-Status") + resp.Trailer.Get("Grpc-Status"); resp.StatusCode == 200 && s != "8" && !strings.HasPrefix(a.name, "grpc-web") {
+				t.Fatalf("%s: status %d grpc-status %q", a.name, resp.StatusCode, s)
+			}
+		}
+		per := (cpuTime(t, pid) - before) / n
+		t.Logf("%s bomb: %s of tokend CPU per request (over %d, %d compressed bytes)", a.name, per, n, len(a.body))
+		if per >= 50*time.Millisecond {
+			t.Errorf("%s bomb: %s of CPU per request, want < 50 ms", a.name, per)
+		}
+	}
+}
