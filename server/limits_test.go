@@ -181,3 +181,29 @@ func TestStalledBodyAnsweredAndClosed(t *testing.T) {
 		t.Fatalf("same h2 client after the stall: %v", err)
 	}
 }
+
+// TestDecodeErrorsInCallerTerms: a request that does not decode is
+// invalid_argument with a message naming the API's message, never a Go
+// type, on every codec.
+func TestDecodeErrorsInCallerTerms(t *testing.T) {
+	ts := start(t, "", nil)
+	tokenURL := ts.URL + "/auth.v1.AuthService/Token"
+	for _, c := range []struct{ contentType, body string }{
+		{"application/json", `{"passwordCredential":`},
+		{"application/json", `{"passwordCredential":"x"}`},
+		{"application/json; charset=utf-8", `[1]`},
+		{"application/proto", "\xff\xff\xff"},
+	} {
+		status, body := post(t, tokenURL, c.contentType, []byte(c.body))
+		var e struct{ Code, Message string }
+		_ = json.Unmarshal([]byte(body), &e)
+		t.Logf("%s %q: %s", c.contentType, c.body, e.Message)
+		if status != http.StatusBadRequest || e.Code != "invalid_argument" {
+			t.Errorf("%s %q: %d %s, want 400 invalid_argument", c.contentType, c.body, status, body)
+		}
+		if !strings.Contains(e.Message, "auth.v1.TokenRequest") || strings.ContainsAny(e.Message, "*") ||
+			strings.Contains(e.Message, "authv1.") || strings.Contains(e.Message, "proto:") {
+			t.Errorf("%s %q: message %q, want one naming auth.v1.TokenRequest and no Go type", c.contentType, c.body, e.Message)
+		}
+	}
+}
