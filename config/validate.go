@@ -44,7 +44,19 @@ func (c *Config) Validate() error {
 	if c.LoginThrottle.MaxFailures < 1 {
 		p.add("login_throttle.max_failures", "must be ≥ 1")
 	}
+	if c.LoginThrottle.MaxFailuresPerUser < c.LoginThrottle.MaxFailures {
+		p.add("login_throttle.max_failures_per_user", "must be ≥ login_throttle.max_failures (%d)", c.LoginThrottle.MaxFailures)
+	}
 	p.positive("login_throttle.window", c.LoginThrottle.Window)
+	if c.ClientAuthThrottle.MaxFailures < 1 {
+		p.add("client_auth_throttle.max_failures", "must be ≥ 1")
+	}
+	p.positive("client_auth_throttle.window", c.ClientAuthThrottle.Window)
+	for i, s := range c.TrustedProxies {
+		if _, err := parseProxy(s); err != nil {
+			p.add(fmt.Sprintf("trusted_proxies[%d]", i), "want a CIDR such as 10.0.0.0/8 or an address, got %q", s)
+		}
+	}
 
 	for i, o := range c.CORS.AllowedOrigins {
 		p.check(fmt.Sprintf("cors.allowed_origins[%d]", i), checkOrigin(o))

@@ -16,9 +16,9 @@ import (
 // grant type "password", which must authenticate.
 func (h *AuthV1) PasswordGrant(clients *Clients) GrantFunc {
 	return func(ctx context.Context, req *OAuthTokenRequest) (*OAuthTokenResponse, error) {
-		cl, ok := clients.Authenticate(req.ClientID, req.ClientSecret)
-		if !ok {
-			return nil, InvalidClient()
+		cl, err := clients.Check(ctx, req.ClientID, req.ClientSecret, req.Peer)
+		if err != nil {
+			return nil, clientError(err)
 		}
 		if !cl.AllowsGrant("password") {
 			return nil, &OAuthError{Status: http.StatusBadRequest, Code: "unauthorized_client",
@@ -56,9 +56,9 @@ func (h *AuthV1) RefreshGrant(clients *Clients) GrantFunc {
 			case known && cl.IsPublic() && req.ClientSecret == "":
 				authenticated = cl.ID // public clients identify themselves only
 			default:
-				cl, ok := clients.Authenticate(req.ClientID, req.ClientSecret)
-				if !ok {
-					return nil, InvalidClient()
+				cl, err := clients.Check(ctx, req.ClientID, req.ClientSecret, req.Peer)
+				if err != nil {
+					return nil, clientError(err)
 				}
 				authenticated = cl.ID
 			}

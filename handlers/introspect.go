@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/tokend/tokend/clientaddr"
 	"github.com/tokend/tokend/redisstore"
 	"github.com/tokend/tokend/tokens"
 )
@@ -64,12 +65,13 @@ func (e *TokenEndpoints) form(w http.ResponseWriter, r *http.Request) (url.Value
 	} else {
 		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
 	}
-	cl, ok := e.clients.Authenticate(id, secret)
-	if !ok {
-		if basic {
+	cl, err := e.clients.Check(r.Context(), id, secret, clientaddr.String(r.Context(), r.RemoteAddr))
+	if err != nil {
+		oerr := OAuthErrorFrom(clientError(err))
+		if oerr.Code == "invalid_client" && basic {
 			w.Header().Set("WWW-Authenticate", `Basic realm="tokend"`)
 		}
-		writeOAuthJSON(w, http.StatusUnauthorized, InvalidClient())
+		writeOAuthJSON(w, oerr.Status, oerr)
 		return nil, "", false
 	}
 	if r.PostForm.Get("token") == "" {

@@ -12,6 +12,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/tokend/tokend/gen/m2moauthserver/pb/m2mpbconnect"
+	"github.com/tokend/tokend/handlers"
 )
 
 // Request size limits, sized to the largest legitimate message of each
@@ -188,5 +189,17 @@ func (s *Server) limitOptions() []connect.HandlerOption {
 	return []connect.HandlerOption{
 		connect.WithReadMaxBytes(int(min(maxMessageBytes, s.cfg.Limits.MaxRequestBytes))),
 		withCappedGzip(),
+	}
+}
+
+// clientLimit is how client authentications are throttled: every replica
+// shares the counters in Redis.
+func (s *Server) clientLimit() handlers.ClientLimit {
+	return handlers.ClientLimit{
+		Limiter:     s.store,
+		MaxFailures: s.cfg.ClientAuthThrottle.MaxFailures,
+		Window:      s.cfg.ClientAuthThrottle.Window.D(),
+		Log:         s.log,
+		Refused:     func(reason string) { s.metrics.clientAuthRefused.WithLabelValues(reason).Inc() },
 	}
 }

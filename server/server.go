@@ -22,6 +22,7 @@ import (
 	"github.com/rs/cors"
 
 	"github.com/tokend/tokend/authn"
+	"github.com/tokend/tokend/clientaddr"
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/gen/auth/authpbconnect"
 	"github.com/tokend/tokend/gen/auth/v1/authv1connect"
@@ -72,7 +73,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		log.Warn("no redis.url configured: using an embedded in-memory Redis; nothing is kept across restarts")
 	}
 	s := &Server{cfg: cfg, log: log, store: store, keys: keys, metrics: newMetrics()}
-	s.handler = noStore(bounded(s.routes(), cfg.Limits.MaxRequestBytes, cfg.Limits.BodyTimeout.D()))
+	s.handler = noStore(clientaddr.New(cfg.TrustedPrefixes()).Wrap(
+		bounded(s.routes(), cfg.Limits.MaxRequestBytes, cfg.Limits.BodyTimeout.D())))
 	return s, nil
 }
 
@@ -131,11 +133,14 @@ func (s *Server) routes() http.Handler {
 		ReuseGrace:  cfg.Tokens.RefreshReuseGrace.D(),
 		MaxFailures: cfg.LoginThrottle.MaxFailures,
 		Window:      cfg.LoginThrottle.Window.D(),
+		// a line of its own: the limits' one edit in this literal
+		MaxFailuresPerUser: cfg.LoginThrottle.MaxFailuresPerUser,
 	}
 	authV1 := handlers.NewAuthV1(s.store, s.store, users, minter, policy, s.log)
 	// One verified-secret cache for every client authentication: only the
 	// first call with a secret pays the slow hash.
 	clients := handlers.NewClients(cfg.Clients, passhash.NewSecretCache(10000, 10*time.Minute))
+	clients.Limit(s.clientLimit())
 	oauth := handlers.NewOAuth(cfg.Limits.MaxRequestBytes, s.log)
 	oauth.Handle("password", authV1.PasswordGrant(clients))
 	oauth.Handle("refresh_token", authV1.RefreshGrant(clients))
