@@ -47,6 +47,9 @@ type Tokens struct {
 	RefreshTTL        Duration `yaml:"refresh_ttl"`
 	CodeTTL           Duration `yaml:"code_ttl"`
 	RefreshReuseGrace Duration `yaml:"refresh_reuse_grace"` // a just-rotated refresh token may be presented again this long
+	// MaxM2MTokensPerOwner is the most live (unexpired, revoked or not) M2M
+	// tokens one owner may hold; CreateToken beyond it is resource_exhausted.
+	MaxM2MTokensPerOwner int `yaml:"max_m2m_tokens_per_owner"`
 }
 
 // LoginThrottle limits failed password logins: per (username, client
@@ -233,6 +236,8 @@ func Default() Config {
 			RefreshTTL:        Duration(720 * time.Hour),
 			CodeTTL:           Duration(5 * time.Minute),
 			RefreshReuseGrace: Duration(2 * time.Second),
+			// a line of its own, apart from the lifetimes above
+			MaxM2MTokensPerOwner: 10000,
 		},
 		LoginThrottle:      LoginThrottle{MaxFailures: 10, MaxFailuresPerUser: 100, Window: Duration(15 * time.Minute)},
 		ClientAuthThrottle: ClientAuthThrottle{MaxFailures: 10, Window: Duration(15 * time.Minute)},

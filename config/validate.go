@@ -34,6 +34,9 @@ func (c *Config) Validate() error {
 	if t.AccessTTL > 0 && t.RefreshTTL > 0 && t.RefreshTTL < t.AccessTTL {
 		p.add("tokens.refresh_ttl", "must be ≥ tokens.access_ttl (%s)", t.AccessTTL)
 	}
+	if t.MaxM2MTokensPerOwner < 1 {
+		p.add("tokens.max_m2m_tokens_per_owner", "must be ≥ 1")
+	}
 	switch {
 	case t.RefreshReuseGrace < 0:
 		p.add("tokens.refresh_reuse_grace", "must be ≥ 0")
@@ -44,8 +47,8 @@ func (c *Config) Validate() error {
 	if c.LoginThrottle.MaxFailures < 1 {
 		p.add("login_throttle.max_failures", "must be ≥ 1")
 	}
-	if c.LoginThrottle.MaxFailuresPerUser < c.LoginThrottle.MaxFailures {
-		p.add("login_throttle.max_failures_per_user", "must be ≥ login_throttle.max_failures (%d)", c.LoginThrottle.MaxFailures)
+	if c.LoginThrottle.MaxFailuresPerUser < 1 {
+		p.add("login_throttle.max_failures_per_user", "must be ≥ 1")
 	}
 	p.positive("login_throttle.window", c.LoginThrottle.Window)
 	if c.ClientAuthThrottle.MaxFailures < 1 {

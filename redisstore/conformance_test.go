@@ -563,6 +563,58 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 		return t
 	}
 
+	t.Run("M2MQuota", func(t *testing.T) {
+		t.Parallel()
+		c := newClient(t)
+		s := New(c, Options{Prefix: fmt.Sprintf("tokend%d", prefixes.Add(1)), MaxM2MPerOwner: 3})
+		ctx := t.Context()
+		for i := range 3 {
+			if err := s.CreateM2MToken(ctx, m2m("alice", fmt.Sprint("a", i), hour)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.CreateM2MToken(ctx, m2m("alice", "a3", hour)); !errors.Is(err, ErrLimit) {
+			t.Fatalf("4th token: %v, want ErrLimit", err)
+		}
+		if got, _ := s.GetM2MTokens(ctx, "alice", []string{"a3"}); len(got) != 0 || c.ZCard(ctx, s.keys.m2mIndex("alice")).Val() != 3 {
+			t.Fatal("a refused token was written")
+		}
+		if err := s.CreateM2MToken(ctx, m2m("bob", "b0", hour)); err != nil {
+			t.Fatalf("another owner: %v", err)
+		}
+		// Revoked tokens count until they expire (they are kept till then).
+		if _, _, err := s.DeleteM2MTokens(ctx, "alice", []string{"a0"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateM2MToken(ctx, m2m("alice", "a4", hour)); !errors.Is(err, ErrLimit) {
+			t.Fatalf("after a revocation: %v, want ErrLimit", err)
+		}
+		// Concurrent creations cannot overshoot.
+		var wg sync.WaitGroup
+		var created atomic.Int64
+		for i := range 20 {
+			wg.Go(func() {
+				if s.CreateM2MToken(ctx, m2m("carol", fmt.Sprint("c", i), hour)) == nil {
+					created.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		if n := created.Load(); n != 3 {
+			t.Errorf("%d of 20 concurrent creations succeeded, want 3", n)
+		}
+		// Expired tokens stop counting at once, before any sweep.
+		for i := range 3 {
+			if err := s.CreateM2MToken(ctx, m2m("dave", fmt.Sprint("d", i), time.Second)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		advance(c, 1100*time.Millisecond)
+		if err := s.CreateM2MToken(ctx, m2m("dave", "d3", hour)); err != nil {
+			t.Errorf("after the others expired: %v", err)
+		}
+	})
+
 	t.Run("M2MCreateGetList", func(t *testing.T) {
 		t.Parallel()
 		s, c := newStore(t)

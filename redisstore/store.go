@@ -44,6 +44,9 @@ type Options struct {
 	// Prefix starts every key; default "tokend". It must not contain
 	// braces, which would change the keys' Cluster hash tags.
 	Prefix string
+	// MaxM2MPerOwner is the most live M2M tokens one owner may hold
+	// (CreateM2MToken); 0: no limit.
+	MaxM2MPerOwner int
 }
 
 // Fail-fast client settings: while Redis is away calls fail within about a
@@ -64,6 +67,8 @@ type Store struct {
 	embed *miniredis.Miniredis // embedded server, when Open started one
 
 	batch *batcher // pipelines concurrent requests' scripts together
+
+	maxM2M int // Options.MaxM2MPerOwner
 
 	closeOnce sync.Once
 	closeErr  error
@@ -120,12 +125,15 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 	if prefix == "" {
 		prefix = "tokend"
 	}
-	s := &Store{rdb: rdb, keys: keys{prefix: prefix}}
+	s := &Store{rdb: rdb, keys: keys{prefix: prefix}, maxM2M: opts.MaxM2MPerOwner}
 	s.batch = &batcher{store: s, stop: make(chan struct{})}
 	return s
 }
 
 func (o Options) validate() error {
+	if o.MaxM2MPerOwner < 0 {
+		return fmt.Errorf("redisstore: MaxM2MPerOwner %d must be ≥ 0", o.MaxM2MPerOwner)
+	}
 	if strings.ContainsAny(o.Prefix, "{}") {
 		return fmt.Errorf("redisstore: key prefix %q must not contain braces", o.Prefix)
 	}

@@ -65,7 +65,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	// go-redis reports dial failures on its own; route them into our log
 	// (at debug: every failing call already reports unavailable).
 	goredis.SetLogger(redisLogger{log})
-	store, err := redisstore.Open(ctx, cfg.Redis.URL, redisstore.Options{})
+	store, err := redisstore.Open(ctx, cfg.Redis.URL, redisstore.Options{MaxM2MPerOwner: cfg.Tokens.MaxM2MTokensPerOwner})
 	if err != nil {
 		return nil, fmt.Errorf("redis.url: %w", err)
 	}

@@ -164,3 +164,28 @@ func TestTrustedProxyNamesTheClient(t *testing.T) {
 	wantCode(t, via("127.0.0.3", "198.51.100.99"), connect.CodeResourceExhausted)
 	wantCode(t, via("127.0.0.2", "127.0.0.3"), connect.CodeResourceExhausted) // the proxy naming that peer: the same counter
 }
+
+// TestM2MQuota: an owner at tokens.max_m2m_tokens_per_owner gets
+// resource_exhausted (429 on the token endpoint); other owners are served.
+func TestM2MQuota(t *testing.T) {
+	ts := startM2M(t, "", func(c *config.Config) { c.Tokens.MaxM2MTokensPerOwner = 2 })
+	for range 2 {
+		if _, err := createM2M(ts, &m2mpb.CreateTokenRequest{ClientId: "svc", ClientSecret: m2mSecret, Audience: []string{"api"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := createM2M(ts, &m2mpb.CreateTokenRequest{ClientId: "svc", ClientSecret: m2mSecret, Audience: []string{"api"}})
+	wantCode(t, err, connect.CodeResourceExhausted)
+	resp, err := http.PostForm(ts.URL+"/oauth/token", url.Values{"grant_type": {"client_credentials"},
+		"client_id": {"svc"}, "client_secret": {m2mSecret}, "audience": {"api"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("token endpoint at the quota: %d, want 429", resp.StatusCode)
+	}
+	if _, err := createM2M(ts, &m2mpb.CreateTokenRequest{ClientId: "other", ClientSecret: m2mSecret, Audience: []string{"api"}}); err != nil {
+		t.Errorf("another owner: %v", err)
+	}
+}

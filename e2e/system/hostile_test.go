@@ -203,3 +203,34 @@ func TestDecompressionBombCPU(t *testing.T) {
 		}
 	}
 }
+
+// TestM2MQuotaSharedByReplicas: two replicas over one Redis hold one
+// owner to tokens.max_m2m_tokens_per_owner between them.
+func TestM2MQuotaSharedByReplicas(t *testing.T) {
+	redis := redistest.Start(t)
+	key := signingKey(t)
+	cfg := func(addr string) string {
+		return strings.Replace(configYAML(t, addr, redis.URL, key, ""), "tokens:\n", "tokens:\n  max_m2m_tokens_per_owner: 3\n", 1)
+	}
+	replicas := []*proc{startTokend(t, cfg), startTokend(t, cfg)}
+	status := func(p *proc) int {
+		resp, err := http1().PostForm(p.URL+"/oauth/token", map[string][]string{"grant_type": {"client_credentials"},
+			"client_id": {"svc"}, "client_secret": {clientSecret}, "audience": {"api"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for i := range 3 {
+		if got := status(replicas[i%2]); got != 200 {
+			t.Fatalf("token %d: %d", i+1, got)
+		}
+	}
+	for _, p := range replicas {
+		if got := status(p); got != http.StatusTooManyRequests {
+			t.Errorf("4th token on %s: %d, want 429", p.Addr, got)
+		}
+	}
+}
