@@ -3,17 +3,23 @@ package system
 import (
 	"bytes"
 	"compress/gzip"
+	"crypto/ed25519"
+	"crypto/rand"
 	encbin "encoding/binary"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/tokend/tokend/redisstore/redistest"
 )
@@ -232,5 +238,50 @@ func TestM2MQuotaSharedByReplicas(t *testing.T) {
 		if got := status(p); got != http.StatusTooManyRequests {
 			t.Errorf("4th token on %s: %d, want 429", p.Addr, got)
 		}
+	}
+}
+
+// TestHangingForeignIssuer: a trusted issuer whose discovery document
+// never comes costs one request (single-flight), a few seconds (the fetch
+// timeout), and then nothing while the failure is remembered, however
+// many assertions name it.
+func TestHangingForeignIssuer(t *testing.T) {
+	var requests atomic.Int64
+	foreign := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		<-r.Context().Done()
+	}))
+	defer foreign.Close()
+	redis := redistest.Start(t)
+	key := signingKey(t)
+	p := startTokend(t, func(addr string) string {
+		return configYAML(t, addr, redis.URL, key, fmt.Sprintf(
+			"  - {id: federated, grant_types: [client_credentials], audiences: [api], scopes: [read], access_token_lifetime: 1h, assertion_issuers: [%q]}\n", foreign.URL))
+	})
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"iss": foreign.URL, "sub": "x", "exp": time.Now().Add(time.Hour).Unix()})
+	tok.Header["kid"] = "k"
+	assertion, _ := tok.SignedString(priv)
+	body := fmt.Sprintf(`{"grant_type":"client_credentials","client_id":"federated","client_assertion_type":"urn:ietf:params:oauth:client-assertion-type:jwt-bearer","client_assertion":%q,"audience":["api"]}`, assertion)
+	wave := func() time.Duration {
+		start := time.Now()
+		var wg sync.WaitGroup
+		for range 20 {
+			wg.Go(func() {
+				if status, out := postJSON(t, p.URL+"/m2moauthserver.pb.M2MOAuthService/CreateToken", body); status != http.StatusUnauthorized {
+					t.Errorf("status %d %s, want 401", status, out)
+				}
+			})
+		}
+		wg.Wait()
+		return time.Since(start)
+	}
+	first, second := wave(), wave()
+	t.Logf("20 calls naming a hanging issuer: %s; 20 more: %s; %d requests reached the issuer", first.Round(time.Millisecond), second.Round(time.Millisecond), requests.Load())
+	if n := requests.Load(); n != 1 {
+		t.Errorf("%d requests to the hanging issuer, want 1", n)
+	}
+	if first > 6*time.Second || second > time.Second {
+		t.Errorf("waves took %s and %s; want one fetch timeout (3s) and then none", first, second)
 	}
 }
