@@ -11,6 +11,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/gen/auth/v1/authv1connect"
+	"github.com/tokend/tokend/tokens"
 )
 
 // TestOversizedRequestRefusedOnEveryProtocol: a login larger than any
@@ -205,5 +208,27 @@ func TestDecodeErrorsInCallerTerms(t *testing.T) {
 			strings.Contains(e.Message, "authv1.") || strings.Contains(e.Message, "proto:") {
 			t.Errorf("%s %q: message %q, want one naming auth.v1.TokenRequest and no Go type", c.contentType, c.body, e.Message)
 		}
+	}
+}
+
+// TestConfigurationWarningsLoggedAtStart: a doubtful setting (here a
+// world-readable signing key) is logged once, naming the key.
+func TestConfigurationWarningsLoggedAtStart(t *testing.T) {
+	key := filepath.Join(t.TempDir(), "signing.pem")
+	k, err := tokens.GenerateKey("EdDSA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, err := k.MarshalPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key, pem, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chmod(key, 0o644)
+	ts := start(t, "", func(c *config.Config) { c.Signing.KeyFiles = []string{key} })
+	if n := strings.Count(ts.logs.String(), "doubtful configuration: signing.key_files[0]: "+key+" is readable by group or others"); n != 1 {
+		t.Fatalf("warning logged %d times, want once:\n%s", n, ts.logs)
 	}
 }

@@ -58,6 +58,9 @@ type Server struct {
 // New opens the store and signing keys named by cfg and builds the handler.
 // Close releases the store.
 func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, error) {
+	for _, w := range cfg.Warnings() {
+		log.Warn("doubtful configuration: " + w)
+	}
 	keys, err := loadKeys(cfg, log)
 	if err != nil {
 		return nil, err
