@@ -3,6 +3,7 @@ package system
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	encbin "encoding/binary"
@@ -19,8 +20,12 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/tokend/tokend/gen/auth/v1/authv1connect"
+	m2mpb "github.com/tokend/tokend/gen/m2moauthserver/pb"
+	"github.com/tokend/tokend/gen/m2moauthserver/pb/m2mpbconnect"
 	"github.com/tokend/tokend/redisstore/redistest"
 )
 
@@ -283,5 +288,38 @@ func TestHangingForeignIssuer(t *testing.T) {
 	}
 	if first > 6*time.Second || second > time.Second {
 		t.Errorf("waves took %s and %s; want one fetch timeout (3s) and then none", first, second)
+	}
+}
+
+// TestTokenResponsesNotStored: responses carrying tokens say
+// Cache-Control: no-store on every protocol, M2M tokens included; the
+// JWKS stays cacheable.
+func TestTokenResponsesNotStored(t *testing.T) {
+	redis := redistest.Start(t)
+	key := signingKey(t)
+	p := startTokend(t, func(addr string) string { return configYAML(t, addr, redis.URL, key, "") })
+	for _, pr := range protocols() {
+		login, err := authv1connect.NewAuthServiceClient(pr.client, p.URL, pr.opts...).Token(context.Background(), passwordLogin("alice", alicePassword))
+		if err != nil {
+			t.Fatalf("%s: %v", pr.name, err)
+		}
+		m2m, err := m2mpbconnect.NewM2MOAuthServiceClient(pr.client, p.URL, pr.opts...).CreateToken(context.Background(),
+			connect.NewRequest(&m2mpb.CreateTokenRequest{GrantType: "client_credentials", ClientId: "svc", ClientSecret: clientSecret, Audience: []string{"api"}}))
+		if err != nil {
+			t.Fatalf("%s: %v", pr.name, err)
+		}
+		for what, h := range map[string]http.Header{"login": login.Header(), "M2M token": m2m.Header()} {
+			if got := h.Get("Cache-Control"); got != "no-store" {
+				t.Errorf("%s %s: Cache-Control %q, want no-store", pr.name, what, got)
+			}
+		}
+	}
+	resp, err := http.Get(p.URL + "/.well-known/jwks.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if cc := resp.Header.Get("Cache-Control"); !strings.Contains(cc, "max-age") {
+		t.Errorf("JWKS Cache-Control %q, want cacheable", cc)
 	}
 }
