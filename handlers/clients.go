@@ -101,7 +101,7 @@ func (c *Clients) Check(ctx context.Context, id, secret, addr string) (*config.C
 	if err != nil {
 		var ce *connect.Error
 		if shared && errors.As(err, &ce) { // each caller gets an error of its own to return
-			own := connect.NewError(ce.Code(), errors.New(ce.Message()))
+			own := connect.NewError(ce.Code(), ce.Unwrap()) // the same sentinel (errBadClient…), for errors.Is
 			for _, d := range ce.Details() {
 				own.AddDetail(d)
 			}

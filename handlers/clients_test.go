@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"sync"
@@ -134,5 +135,30 @@ func BenchmarkClientCheckCached(b *testing.B) {
 	}
 	if l.takes != 1 {
 		b.Fatalf("%d limiter calls", l.takes)
+	}
+}
+
+// TestCheckJoinedCallersGetTheirOwnErrors: concurrent checks of one wrong
+// secret share one verification; each caller's error is its own and
+// still errBadClient.
+func TestCheckJoinedCallersGetTheirOwnErrors(t *testing.T) {
+	c, l := checkClients(t)
+	l.counts = map[string]int{}
+	c.limit.MaxFailures = 1000
+	var wg sync.WaitGroup
+	errs := make([]error, 20)
+	for i := range errs {
+		wg.Go(func() { _, errs[i] = c.Check(context.Background(), "svc", "wrong", "10.0.0.1") })
+	}
+	wg.Wait()
+	seen := map[error]bool{}
+	for _, err := range errs {
+		if !errors.Is(err, errBadClient) || connect.CodeOf(err) != connect.CodeUnauthenticated {
+			t.Fatalf("joined caller got %v", err)
+		}
+		if seen[err] {
+			t.Fatal("two callers share one error value")
+		}
+		seen[err] = true
 	}
 }
