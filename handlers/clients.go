@@ -68,7 +68,8 @@ func (c *Clients) Get(id string) (*config.Client, bool) {
 
 // Authenticate checks a confidential client's secret. Unknown clients,
 // public clients (no secret) and wrong secrets all fail alike and take
-// about the same time (a dummy hash is verified for unknown ids).
+// about the same time (a dummy hash is verified for unknown ids). It is not
+// throttled: endpoints call Check.
 func (c *Clients) Authenticate(id, secret string) (*config.Client, bool) {
 	cl, known := c.byID[id]
 	if !known || cl.IsPublic() {
