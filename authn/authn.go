@@ -9,35 +9,42 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/tokend/tokend/authz"
+	"github.com/tokend/tokend/redisstore"
 	"github.com/tokend/tokend/tokens"
 )
 
-// RevocationCheck reports whether a verified token has been revoked since it
-// was signed: its session logged out, its API token deleted, or it was
-// blacklisted. Errors reaching Redis are returned, not guessed at.
-type RevocationCheck func(ctx context.Context, c *tokens.Claims) (revoked bool, err error)
-
-// DeferredCheck starts the revocation check of a verified token without
-// waiting for it: it returns ctx carrying the pending check, so that the
-// handler's first store read can take it along in the same round trip, and
-// settle, which returns its verdict (running it then if no read took it).
-type DeferredCheck func(ctx context.Context, c *tokens.Claims) (_ context.Context, settle func(context.Context) (revoked bool, err error))
+// Revocation returns the revocation checks of a verified token (one per source it depends on, see
+// authz.Sources), or refused when the answer needs no Redis (its user or client is no longer
+// configured, or the token is malformed).
+type Revocation func(c *tokens.Claims) (checks redisstore.Gate, refused bool)
 
 // Verifier verifies an access token's signature and claims.
 type Verifier interface {
 	Verify(token string) (*tokens.Claims, error)
 }
 
-type claimsKey struct{}
-
-// WithClaims returns ctx carrying the caller's verified claims.
-func WithClaims(ctx context.Context, c *tokens.Claims) context.Context {
-	return context.WithValue(ctx, claimsKey{}, c)
+// Caller is the verified caller of a protected procedure: its principal, which the authorization table
+// allowed to call the procedure, and its token's claims.
+type Caller struct {
+	authz.Principal
+	Claims *tokens.Claims
+	// Pending is the token's revocation check when the procedure defers it (Middleware.Defer): the
+	// handler passes it to its first store read, which sends it in the same round trip, and the
+	// response is held back until it has passed. Nil when the check has passed already.
+	Pending redisstore.Gate
 }
 
-// ClaimsFrom returns the claims Middleware verified for this request.
-func ClaimsFrom(ctx context.Context) (*tokens.Claims, bool) {
-	c, ok := ctx.Value(claimsKey{}).(*tokens.Claims)
+type callerKey struct{}
+
+// WithCaller returns ctx carrying the verified caller.
+func WithCaller(ctx context.Context, c *Caller) context.Context {
+	return context.WithValue(ctx, callerKey{}, c)
+}
+
+// CallerFrom returns the caller Middleware verified for this request.
+func CallerFrom(ctx context.Context) (*Caller, bool) {
+	c, ok := ctx.Value(callerKey{}).(*Caller)
 	return c, ok && c != nil
 }
 
@@ -45,45 +52,37 @@ func ClaimsFrom(ctx context.Context) (*tokens.Claims, bool) {
 // the caller learns nothing about which check failed.
 var errUnauthenticated = errors.New("missing or invalid access token")
 
-// Middleware verifies the bearer token of every request whose path is in
-// protected ("/package.Service/Method") and refuses the request otherwise.
-// Other paths pass through untouched.
+// ErrUnauthenticated is the refusal of a request without a valid bearer token.
+func ErrUnauthenticated() *connect.Error {
+	return connect.NewError(connect.CodeUnauthenticated, errUnauthenticated)
+}
+
+// Middleware guards the procedures of authz.Table: it verifies the bearer token, applies the table
+// (permission_denied), and runs the token's revocation checks (unauthenticated when one refuses). Other
+// paths pass through untouched.
 type Middleware struct {
-	verifier  Verifier
-	checks    []RevocationCheck
-	protected map[string]bool
-	deferred  map[string]bool
-	deferFn   DeferredCheck
-	errW      *connect.ErrorWriter
-	log       *slog.Logger
+	verifier   Verifier
+	issuer     string
+	revocation Revocation
+	deferred   map[string]bool
+	errW       *connect.ErrorWriter
+	log        *slog.Logger
 	// OnRefused, if set, is called with the procedure and code of every
 	// request the middleware refuses (for metrics).
 	OnRefused func(procedure string, code connect.Code)
 }
 
-// NewMiddleware returns a Middleware guarding the given procedures.
-func NewMiddleware(v Verifier, log *slog.Logger, protected []string, checks ...RevocationCheck) *Middleware {
-	m := &Middleware{
-		verifier:  v,
-		checks:    checks,
-		protected: make(map[string]bool, len(protected)),
-		errW:      connect.NewErrorWriter(),
-		log:       log,
-	}
-	for _, p := range protected {
-		m.protected[p] = true
-	}
-	return m
+// NewMiddleware returns a Middleware for tokens of issuer, verified by v, whose revocation checks
+// revocation returns.
+func NewMiddleware(v Verifier, issuer string, revocation Revocation, log *slog.Logger) *Middleware {
+	return &Middleware{verifier: v, issuer: issuer, revocation: revocation, errW: connect.NewErrorWriter(), log: log}
 }
 
-// Defer has the protected procedures given run check instead of the
-// revocation checks, without waiting for it: the handler starts at once, its
-// first store read takes the check along, and the response is held back until
-// the check has passed (a refused token gets the same refusal as ever, and
-// nothing the handler wrote). Only for procedures whose handlers read and
-// never write before their first response byte.
-func (m *Middleware) Defer(check DeferredCheck, procedures ...string) {
-	m.deferFn = check
+// Defer has the procedures given start at once, their revocation check pending in Caller.Pending for
+// the handler's first store read to carry (one round trip for both); the response is held back until
+// the check has passed (a refused token gets the same refusal as ever, and nothing the handler wrote).
+// Only for procedures whose handlers read and never write before their first response byte.
+func (m *Middleware) Defer(procedures ...string) {
 	m.deferred = make(map[string]bool, len(procedures))
 	for _, p := range procedures {
 		m.deferred[p] = true
@@ -93,77 +92,69 @@ func (m *Middleware) Defer(check DeferredCheck, procedures ...string) {
 // Wrap returns next guarded by m.
 func (m *Middleware) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !m.protected[r.URL.Path] {
+		if _, protected := authz.Table[r.URL.Path]; !protected {
 			next.ServeHTTP(w, r)
 			return
 		}
 		ctx := r.Context()
-		if m.deferred[r.URL.Path] {
-			claims, err := m.verify(ctx, r.Header.Get("Authorization"))
-			if err != nil {
-				m.refuse(w, r, err)
-				return
-			}
-			ctx, settle := m.deferFn(ctx, claims)
-			hw := &heldWriter{ResponseWriter: w, check: func() error {
-				revoked, err := settle(ctx)
-				return m.revocationError(ctx, claims, revoked, err)
-			}, refuse: func(w http.ResponseWriter, err error) { m.refuse(w, r, err) }}
-			next.ServeHTTP(hw, r.WithContext(WithClaims(ctx, claims)))
-			hw.settle() // a handler that wrote nothing
-			return
-		}
-		claims, err := m.Authenticate(ctx, r.Header.Get("Authorization"))
+		caller, err := m.authorize(ctx, r.URL.Path, r.Header.Get("Authorization"))
 		if err != nil {
 			m.refuse(w, r, err)
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(WithClaims(ctx, claims)))
+		if !m.deferred[r.URL.Path] {
+			if err := m.settle(ctx, caller); err != nil {
+				m.refuse(w, r, err)
+				return
+			}
+			caller.Pending = nil
+			next.ServeHTTP(w, r.WithContext(WithCaller(ctx, caller)))
+			return
+		}
+		hw := &heldWriter{ResponseWriter: w, check: func() error { return m.settle(ctx, caller) },
+			refuse: func(w http.ResponseWriter, err error) { m.refuse(w, r, err) }}
+		next.ServeHTTP(hw, r.WithContext(WithCaller(ctx, caller)))
+		hw.settle() // a handler that wrote nothing
 	})
 }
 
-// Authenticate verifies an Authorization header value ("Bearer <jwt>") and
-// runs the revocation checks. It returns a *connect.Error: unauthenticated
-// for any token problem, unavailable when a revocation check cannot reach
-// its store.
-func (m *Middleware) Authenticate(ctx context.Context, header string) (*tokens.Claims, error) {
-	claims, err := m.verify(ctx, header)
-	if err != nil {
-		return nil, err
-	}
-	for _, check := range m.checks {
-		revoked, err := check(ctx, claims)
-		if err := m.revocationError(ctx, claims, revoked, err); err != nil {
-			return nil, err
-		}
-	}
-	return claims, nil
-}
-
-// verify checks the token's signature and claims, not revocation.
-func (m *Middleware) verify(ctx context.Context, header string) (*tokens.Claims, error) {
+// authorize verifies the token in an Authorization header value ("Bearer <jwt>") and applies the
+// authorization table to its principal for procedure. The caller it returns has its revocation checks
+// pending. Errors are *connect.Error: unauthenticated for any token problem (one message for all),
+// permission_denied when the table refuses.
+func (m *Middleware) authorize(ctx context.Context, procedure, header string) (*Caller, error) {
 	raw, ok := BearerToken(header)
 	if !ok {
-		return nil, connect.NewError(connect.CodeUnauthenticated, errUnauthenticated)
+		return nil, ErrUnauthenticated()
 	}
 	claims, err := m.verifier.Verify(raw)
 	if err != nil {
 		m.log.DebugContext(ctx, "bearer token refused", "reason", err.Error())
-		return nil, connect.NewError(connect.CodeUnauthenticated, errUnauthenticated)
+		return nil, ErrUnauthenticated()
 	}
-	return claims, nil
+	checks, refused := m.revocation(claims)
+	if refused {
+		m.log.DebugContext(ctx, "bearer token refused", "reason", "source gone", "jti", claims.ID)
+		return nil, ErrUnauthenticated()
+	}
+	c := &Caller{Principal: authz.FromClaims(claims), Claims: claims, Pending: checks}
+	if err := authz.Authorize(procedure, c.Principal, m.issuer); err != nil {
+		m.log.DebugContext(ctx, "bearer token not allowed", "procedure", procedure, "kind", c.Kind.String(), "jti", claims.ID)
+		return nil, connect.NewError(connect.CodePermissionDenied, err)
+	}
+	return c, nil
 }
 
-// revocationError turns a revocation check's answer into the request's
-// refusal, or nil when the token passes.
-func (m *Middleware) revocationError(ctx context.Context, claims *tokens.Claims, revoked bool, err error) error {
+// settle waits for the caller's revocation checks: nil when they pass.
+func (m *Middleware) settle(ctx context.Context, c *Caller) error {
+	revoked, err := redisstore.Settle(ctx, c.Pending...)
 	if err != nil {
 		m.log.WarnContext(ctx, "revocation check failed", "err", err)
 		return connect.NewError(connect.CodeUnavailable, errors.New("token store unavailable"))
 	}
 	if revoked {
-		m.log.DebugContext(ctx, "bearer token refused", "reason", "revoked", "jti", claims.ID)
-		return connect.NewError(connect.CodeUnauthenticated, errUnauthenticated)
+		m.log.DebugContext(ctx, "bearer token refused", "reason", "revoked", "jti", c.Claims.ID)
+		return ErrUnauthenticated()
 	}
 	return nil
 }
@@ -173,8 +164,11 @@ func (m *Middleware) refuse(w http.ResponseWriter, r *http.Request, err error) {
 	if m.OnRefused != nil {
 		m.OnRefused(r.URL.Path, code)
 	}
-	if code == connect.CodeUnauthenticated {
+	switch code {
+	case connect.CodeUnauthenticated:
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+	case connect.CodePermissionDenied:
+		w.Header().Set("WWW-Authenticate", `Bearer error="insufficient_scope"`)
 	}
 	// The error is written in the caller's protocol; requests in no known
 	// protocol get a Connect unary JSON error.

@@ -5,7 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -17,24 +17,44 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/tokend/tokend/authn"
+	"github.com/tokend/tokend/authz"
+	"github.com/tokend/tokend/redisstore"
 	"github.com/tokend/tokend/tokens"
 )
 
 const (
-	issuer    = "https://tokend.test"
-	procedure = "/test.v1.Service/Protected"
+	issuer = "https://tokend.test"
+	// procedure is a procedure of the authorization table that first-party
+	// sessions may call.
+	procedure = authz.ListAPITokens
 )
 
-// fixture serves one protected procedure (echoing the caller's sub) and one
-// public one behind the middleware.
+// fixture serves one protected procedure (echoing the caller's owner) and
+// one public one behind the middleware. The revocation check of a token is
+// its session's, in a real (embedded) store: revoke ends the session, and
+// down points the check at a Redis that is not there.
 type fixture struct {
 	keys    *tokens.KeySet
 	srv     *httptest.Server
-	revoked map[string]bool
+	store   *redisstore.Store
+	dead    *redisstore.Store
+	family  string
 	storeUp bool
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T, deferred ...string) (*fixture, *http.ServeMux) {
+	return newFixtureServing(t, func(w http.ResponseWriter, r *http.Request) {
+		c, ok := authn.CallerFrom(r.Context())
+		if !ok || c.Kind != authz.FirstParty {
+			http.Error(w, "no first-party caller", http.StatusInternalServerError)
+			return
+		}
+		_, _ = io.WriteString(w, c.Owner)
+	}, deferred...)
+}
+
+// newFixtureServing is newFixture with handler serving procedure.
+func newFixtureServing(t *testing.T, handler http.HandlerFunc, deferred ...string) (*fixture, *http.ServeMux) {
 	t.Helper()
 	key, err := tokens.GenerateKey("EdDSA")
 	if err != nil {
@@ -44,35 +64,52 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{keys: ks, revoked: map[string]bool{}, storeUp: true}
-	check := func(_ context.Context, c *tokens.Claims) (bool, error) {
+	store, err := redisstore.Open(context.Background(), "", redisstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	dead, err := redisstore.Open(context.Background(), "redis://127.0.0.1:1", redisstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = dead.Close() })
+	rt, err := store.CreateRefresh(context.Background(), redisstore.Session{UserID: "42"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{keys: ks, store: store, dead: dead, family: rt.FamilyID, storeUp: true}
+	revocation := func(c *tokens.Claims) (redisstore.Gate, bool) {
+		s := f.store
 		if !f.storeUp {
-			return false, errors.New("dial tcp: connection refused")
+			s = f.dead
 		}
-		return f.revoked[c.ID], nil
+		return redisstore.Gate{s.SessionCheck(c.SessionID)}, false
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	mw := authn.NewMiddleware(tokens.NewVerifier(ks, issuer), log, []string{procedure}, check)
+	mw := authn.NewMiddleware(tokens.NewVerifier(ks, issuer), issuer, revocation, log)
+	mw.Defer(deferred...)
 	mux := http.NewServeMux()
-	mux.HandleFunc(procedure, func(w http.ResponseWriter, r *http.Request) {
-		c, ok := authn.ClaimsFrom(r.Context())
-		if !ok {
-			http.Error(w, "no claims", http.StatusInternalServerError)
-			return
-		}
-		_, _ = io.WriteString(w, c.Subject)
-	})
+	mux.HandleFunc(procedure, handler)
 	mux.HandleFunc("/test.v1.Service/Public", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "public")
 	})
 	f.srv = httptest.NewServer(mw.Wrap(mux))
 	t.Cleanup(f.srv.Close)
-	return f
+	return f, mux
 }
 
-func validClaims() *tokens.Claims {
+// revoke ends the fixture's session.
+func (f *fixture) revoke(t *testing.T) {
+	t.Helper()
+	if err := f.store.RevokeFamily(context.Background(), f.family); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fixture) validClaims() *tokens.Claims {
 	now := time.Now()
-	c := &tokens.Claims{Kind: tokens.KindUser}
+	c := &tokens.Claims{Kind: tokens.KindUser, SessionID: f.family, ClientID: authz.FirstPartyClientID}
 	c.Issuer = issuer
 	c.Subject = "42"
 	c.Audience = jwt.ClaimStrings{issuer}
@@ -105,8 +142,8 @@ func (f *fixture) call(t *testing.T, path, authorization string) (int, string, m
 }
 
 func TestMiddlewareAcceptsValidToken(t *testing.T) {
-	f := newFixture(t)
-	tok, err := f.keys.Sign(validClaims())
+	f, _ := newFixture(t)
+	tok, err := f.keys.Sign(f.validClaims())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +156,7 @@ func TestMiddlewareAcceptsValidToken(t *testing.T) {
 }
 
 func TestMiddlewareLeavesPublicPathsAlone(t *testing.T) {
-	f := newFixture(t)
+	f, _ := newFixture(t)
 	status, body, _ := f.call(t, "/test.v1.Service/Public", "")
 	if status != http.StatusOK || body != "public" {
 		t.Fatalf("got %d %q", status, body)
@@ -128,7 +165,8 @@ func TestMiddlewareLeavesPublicPathsAlone(t *testing.T) {
 
 // hostile builds tokens that must all be refused, each with the same answer.
 func TestMiddlewareRefusesBadTokens(t *testing.T) {
-	f := newFixture(t)
+	f, _ := newFixture(t)
+	validClaims := f.validClaims
 	signer := f.keys.Signer()
 	pub := signer.Public().(ed25519.PublicKey)
 
@@ -206,17 +244,41 @@ func TestMiddlewareRefusesBadTokens(t *testing.T) {
 }
 
 func TestMiddlewareRevocationHook(t *testing.T) {
-	f := newFixture(t)
-	tok, _ := f.keys.Sign(validClaims())
-	f.revoked["jti-1"] = true
-	if status, body, _ := f.call(t, procedure, "Bearer "+tok); status != http.StatusUnauthorized {
-		t.Fatalf("revoked token: got %d %s, want 401", status, body)
-	}
-	f.revoked["jti-1"] = false
+	f, _ := newFixture(t)
+	tok, _ := f.keys.Sign(f.validClaims())
 	f.storeUp = false
 	status, body, js := f.call(t, procedure, "Bearer "+tok)
 	if status != http.StatusServiceUnavailable || js["code"] != "unavailable" {
 		t.Fatalf("store down: got %d %s, want 503 unavailable", status, body)
+	}
+	f.storeUp = true
+	f.revoke(t)
+	if status, body, _ := f.call(t, procedure, "Bearer "+tok); status != http.StatusUnauthorized {
+		t.Fatalf("revoked token: got %d %s, want 401", status, body)
+	}
+}
+
+// TestMiddlewareAppliesTable: the authorization table decides, before any
+// revocation check, with permission_denied: a token delegated to a client, an
+// M2M token and a token for another audience may not call a first-party
+// procedure.
+func TestMiddlewareAppliesTable(t *testing.T) {
+	f, _ := newFixture(t)
+	delegated := f.validClaims()
+	delegated.ClientID = "1001"
+	m2m := f.validClaims()
+	m2m.Kind, m2m.Owner, m2m.SessionID, m2m.ClientID = tokens.KindClient, "42", "", "svc"
+	otherAud := f.validClaims()
+	otherAud.Audience = jwt.ClaimStrings{"https://api.example"}
+	for name, c := range map[string]*tokens.Claims{"delegated": delegated, "m2m": m2m, "other audience": otherAud} {
+		tok, err := f.keys.Sign(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		status, body, js := f.call(t, procedure, "Bearer "+tok)
+		if status != http.StatusForbidden || js["code"] != "permission_denied" {
+			t.Errorf("%s: got %d %s, want 403 permission_denied", name, status, body)
+		}
 	}
 }
 
@@ -235,74 +297,56 @@ func TestBearerToken(t *testing.T) {
 	}
 }
 
-// TestMiddlewareDeferredCheck: a deferred procedure's handler starts before
-// its revocation check is settled, and nothing it writes leaves unless the
-// check passes.
+// TestMiddlewareDeferredCheck: a deferred procedure's handler starts with
+// its revocation check pending (it carries it into its first store read),
+// and nothing it writes leaves unless the check passes.
 func TestMiddlewareDeferredCheck(t *testing.T) {
-	key, _ := tokens.GenerateKey("EdDSA")
-	ks, _ := tokens.NewKeySet(key)
-	const silent = "/test.v1.Service/Silent"
+	const silent = authz.DeleteAPIToken
 	var (
-		revoked, storeUp = false, true
-		events           []string
-		writeErr         error
+		events   []string
+		writeErr error
 	)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	mw := authn.NewMiddleware(tokens.NewVerifier(ks, issuer), log, []string{procedure, silent},
-		func(context.Context, *tokens.Claims) (bool, error) {
-			t.Error("the deferred procedure ran the ordinary check")
-			return false, nil
-		})
-	mw.Defer(func(ctx context.Context, c *tokens.Claims) (context.Context, func(context.Context) (bool, error)) {
-		events = append(events, "deferred "+c.ID)
-		return ctx, func(context.Context) (bool, error) {
-			events = append(events, "settled")
-			if !storeUp {
-				return false, errors.New("dial tcp: connection refused")
-			}
-			return revoked, nil
-		}
-	}, procedure, silent)
-	mux := http.NewServeMux()
-	mux.HandleFunc(procedure, func(w http.ResponseWriter, r *http.Request) {
-		events = append(events, "handler")
+	f, mux := newFixtureServing(t, func(w http.ResponseWriter, r *http.Request) {
+		c, _ := authn.CallerFrom(r.Context())
+		events = append(events, fmt.Sprintf("handler, %d pending", len(c.Pending)))
 		w.Header().Set("X-Answer", "yes")
 		_, writeErr = io.WriteString(w, "records of ")
 		w.(http.Flusher).Flush()
-		c, _ := authn.ClaimsFrom(r.Context())
-		_, _ = io.WriteString(w, c.Subject)
-	})
-	mux.HandleFunc(silent, func(http.ResponseWriter, *http.Request) { events = append(events, "handler") })
-	srv := httptest.NewServer(mw.Wrap(mux))
-	defer srv.Close()
-	f := &fixture{keys: ks, srv: srv}
-	tok, _ := ks.Sign(validClaims())
+		_, _ = io.WriteString(w, c.Owner)
+	}, procedure, silent)
+	mux.HandleFunc(silent, func(http.ResponseWriter, *http.Request) { events = append(events, "silent handler") })
+	tok, _ := f.keys.Sign(f.validClaims())
 
 	status, body, _ := f.call(t, procedure, "Bearer "+tok)
 	if status != http.StatusOK || body != "records of 42" {
 		t.Fatalf("passing token: %d %q", status, body)
 	}
-	if got := strings.Join(events, ", "); got != "deferred jti-1, handler, settled" {
-		t.Errorf("events %q: want the handler to start before the check is settled", got)
+	if got := strings.Join(events, "; "); got != "handler, 1 pending" {
+		t.Errorf("events %q: want the handler to start with its check pending", got)
 	}
 
+	f.storeUp = false
+	status, body, js := f.call(t, procedure, "Bearer "+tok)
+	if status != http.StatusServiceUnavailable || js["code"] != "unavailable" || strings.Contains(body, "records") {
+		t.Errorf("store down: %d %s; want 503 unavailable", status, body)
+	}
+	f.storeUp = true
+
+	f.revoke(t)
 	for _, path := range []string{procedure, silent} {
-		revoked, events = true, nil
+		events, writeErr = nil, nil
 		status, body, js := f.call(t, path, "Bearer "+tok)
 		if status != http.StatusUnauthorized || js["code"] != "unauthenticated" || strings.Contains(body, "records") {
 			t.Errorf("%s, revoked token: %d %s; want the one unauthenticated refusal", path, status, body)
 		}
-		if len(events) != 3 || events[2] != "settled" {
+		if len(events) != 1 {
 			t.Errorf("%s, revoked token: events %q", path, events)
 		}
 	}
-	if writeErr == nil {
-		t.Error("a refused handler's write succeeded")
-	}
-	req, _ := http.NewRequest(http.MethodPost, srv.URL+procedure, strings.NewReader("{}"))
+	req, _ := http.NewRequest(http.MethodPost, f.srv.URL+procedure, strings.NewReader("{}"))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := srv.Client().Do(req)
+	resp, err := f.srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,11 +354,8 @@ func TestMiddlewareDeferredCheck(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("X-Answer") != "" || resp.Header.Get("WWW-Authenticate") == "" {
 		t.Errorf("revoked token: %d, headers %v; want the refusal's headers, not the handler's", resp.StatusCode, resp.Header)
 	}
-
-	revoked, storeUp = false, false
-	status, body, js := f.call(t, procedure, "Bearer "+tok)
-	if status != http.StatusServiceUnavailable || js["code"] != "unavailable" || strings.Contains(body, "records") {
-		t.Errorf("store down: %d %s; want 503 unavailable", status, body)
+	if writeErr == nil {
+		t.Error("a refused handler's write succeeded")
 	}
 
 	// A bad token is refused before the handler runs, as ever.

@@ -11,6 +11,8 @@ import (
 	"connectrpc.com/connect"
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/tokend/tokend/authz"
+	"github.com/tokend/tokend/redisstore"
 	"github.com/tokend/tokend/tokens"
 )
 
@@ -36,14 +38,15 @@ func FuzzAuthenticate(f *testing.F) {
 			ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour)),
 			IssuedAt:  jwt.NewNumericDate(now),
 			ID:        "jti-fuzz",
+			Audience:  jwt.ClaimStrings{"https://tokend.example"},
 		},
-		Kind: tokens.KindUser,
+		Kind: tokens.KindUser, SessionID: "sid", ClientID: authz.FirstPartyClientID,
 	})
 	if err != nil {
 		f.Fatal(err)
 	}
-	m := NewMiddleware(tokens.NewVerifier(ks, "https://tokend.example"),
-		slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	m := NewMiddleware(tokens.NewVerifier(ks, "https://tokend.example"), "https://tokend.example",
+		func(*tokens.Claims) (redisstore.Gate, bool) { return nil, false }, slog.New(slog.NewTextHandler(io.Discard, nil)))
 
 	f.Add("Bearer " + good)
 	f.Add("bearer " + good)
@@ -54,10 +57,10 @@ func FuzzAuthenticate(f *testing.F) {
 	f.Add("Basic dXNlcjpwYXNz")
 	f.Add("")
 	f.Fuzz(func(t *testing.T, header string) {
-		claims, err := m.Authenticate(context.Background(), header)
+		caller, err := m.authorize(context.Background(), authz.ListAPITokens, header)
 		if err != nil {
-			if claims != nil {
-				t.Fatal("claims returned with an error")
+			if caller != nil {
+				t.Fatal("caller returned with an error")
 			}
 			if code := connect.CodeOf(err); code != connect.CodeUnauthenticated {
 				t.Fatalf("refused with %v, want unauthenticated", code)
@@ -68,8 +71,8 @@ func FuzzAuthenticate(f *testing.F) {
 		if raw != good {
 			t.Fatalf("accepted a token that is not the one signed: %q", header)
 		}
-		if claims.Subject != "7" || claims.ID != "jti-fuzz" {
-			t.Fatalf("accepted with wrong claims %+v", claims)
+		if caller.Owner != "7" || caller.Claims.ID != "jti-fuzz" || caller.Kind != authz.FirstParty {
+			t.Fatalf("accepted with wrong caller %+v", caller)
 		}
 	})
 }

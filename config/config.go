@@ -47,6 +47,9 @@ type Tokens struct {
 	RefreshTTL        Duration `yaml:"refresh_ttl"`
 	CodeTTL           Duration `yaml:"code_ttl"`
 	RefreshReuseGrace Duration `yaml:"refresh_reuse_grace"` // a just-rotated refresh token may be presented again this long
+	// SessionMaxLifetime is the absolute lifetime of a sign-in: no refresh-token rotation takes a
+	// session past its start plus this.
+	SessionMaxLifetime Duration `yaml:"session_max_lifetime"`
 	// MaxM2MTokensPerOwner is the most live (unexpired, revoked or not) M2M
 	// tokens one owner may hold; CreateToken beyond it is resource_exhausted.
 	MaxM2MTokensPerOwner int `yaml:"max_m2m_tokens_per_owner"`
@@ -151,10 +154,24 @@ type Client struct {
 	Scopes              []string `yaml:"scopes,omitempty"`
 	Owner               string   `yaml:"owner,omitempty"` // owner of M2M tokens made with the secret
 	Audiences           []string `yaml:"audiences,omitempty"`
-	AccessTokenLifetime Duration `yaml:"access_token_lifetime"`         // the most an M2M token may live; 0: no expiry allowed
+	AccessTokenLifetime Duration `yaml:"access_token_lifetime"`         // the most an M2M token may live; > 0 for client_credentials
 	AssertionIssuers    []string `yaml:"assertion_issuers,omitempty"`   // trusted issuers of client_assertion JWTs
 	AssertionAudiences  []string `yaml:"assertion_audiences,omitempty"` // when set, a client assertion's aud must name one of these (RFC 7523 §3)
 	OwnerClaim          string   `yaml:"owner_claim,omitempty"`         // claim of a client assertion naming the owner; Parse sets "sub" when empty
+	// ResourceAudiences are the audiences this client serves as a resource server: at RFC 7662
+	// introspection it sees tokens issued to it or whose aud names it or one of these, and no others.
+	ResourceAudiences []string `yaml:"resource_audiences,omitempty"`
+}
+
+// ServesAudience reports whether the client may introspect a token with audience aud: aud names the
+// client's id or one of its resource_audiences.
+func (c *Client) ServesAudience(aud []string) bool {
+	for _, a := range aud {
+		if a == c.ID || slices.Contains(c.ResourceAudiences, a) {
+			return true
+		}
+	}
+	return false
 }
 
 // NumericID returns the client id as a uint32 when it is one, written the
@@ -225,6 +242,9 @@ func parseDuration(n *yaml.Node) (Duration, error) {
 	return 0, fmt.Errorf("want a duration such as \"15m\", got %q", n.Value)
 }
 
+// DefaultM2MLifetime is a client's access_token_lifetime when its entry does not set one.
+const DefaultM2MLifetime = Duration(time.Hour)
+
 // Default returns the defaults that a configuration file overrides.
 func Default() Config {
 	const addr = "127.0.0.1:8080"
@@ -236,6 +256,8 @@ func Default() Config {
 			RefreshTTL:        Duration(720 * time.Hour),
 			CodeTTL:           Duration(5 * time.Minute),
 			RefreshReuseGrace: Duration(2 * time.Second),
+			// 90 days: a quarter without signing in again, as the longest-lived consumer sessions do.
+			SessionMaxLifetime: Duration(2160 * time.Hour),
 			// a line of its own, apart from the lifetimes above
 			MaxM2MTokensPerOwner: 10000,
 		},

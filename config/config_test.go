@@ -209,8 +209,20 @@ func TestDecodeErrors(t *testing.T) {
 	}
 }
 
+// An M2M client that does not set access_token_lifetime gets the default:
+// every access token expires.
+func TestM2MLifetimeDefault(t *testing.T) {
+	c := mustParse(t, full+"  - {id: z, secret_hash: \""+bcryptHash+"\", grant_types: [client_credentials], owner: o}\n", nil)
+	if got := c.Clients[3].AccessTokenLifetime; got != DefaultM2MLifetime {
+		t.Errorf("access_token_lifetime = %s, want the default %s", got, DefaultM2MLifetime)
+	}
+	if got := c.Tokens.SessionMaxLifetime.D(); got != 2160*time.Hour {
+		t.Errorf("tokens.session_max_lifetime = %s, want 2160h", got)
+	}
+}
+
 func TestDurationZeroAndAliases(t *testing.T) {
-	c := mustParse(t, full+"  - {id: z, secret_hash: \""+bcryptHash+"\", grant_types: [client_credentials], owner: o, access_token_lifetime: 0}\n", nil)
+	c := mustParse(t, full+"  - {id: z, secret_hash: \""+bcryptHash+"\", grant_types: [password], access_token_lifetime: 0}\n", nil)
 	if c.Clients[3].AccessTokenLifetime != 0 {
 		t.Error("bare 0 is not a zero duration")
 	}
@@ -281,7 +293,12 @@ func TestValidate(t *testing.T) {
 		{"redirect http lookalike", func(c *Config) { c.Clients[0].RedirectURIs[1] = "http://127.0.0.1.evil.com/cb" }, "clients[0].redirect_uris[1]: http is allowed only"},
 		{"redirect custom scheme", func(c *Config) { c.Clients[0].RedirectURIs[1] = "javascript://x/%0aalert(1)" }, "clients[0].redirect_uris[1]: scheme must be https"},
 		{"redirect userinfo", func(c *Config) { c.Clients[0].RedirectURIs[0] = "https://u:p@x/cb" }, "clients[0].redirect_uris[0]: must not contain user info"},
-		{"lifetime negative", func(c *Config) { c.Clients[1].AccessTokenLifetime = -1 }, "clients[1].access_token_lifetime: must be ≥ 0"},
+		{"lifetime negative", func(c *Config) { c.Clients[1].AccessTokenLifetime = -1 }, "clients[1].access_token_lifetime: must be > 0"},
+		{"lifetime zero", func(c *Config) { c.Clients[1].AccessTokenLifetime = 0 }, "clients[1].access_token_lifetime: client_credentials needs a lifetime > 0"},
+		{"session lifetime", func(c *Config) { c.Tokens.SessionMaxLifetime = 0 }, "tokens.session_max_lifetime: must be > 0"},
+		{"reserved client id", func(c *Config) { c.Clients[1].ID = "tokend" }, `clients[1].id: "tokend" is reserved`},
+		{"owner like foreign", func(c *Config) { c.Clients[1].Owner = "https://idp#1" }, `clients[1].owner: must not contain "://"`},
+		{"resource audience blank", func(c *Config) { c.Clients[1].ResourceAudiences = []string{" "} }, "clients[1].resource_audiences[0]: must be a non-empty string"},
 		{"assertion issuer", func(c *Config) { c.Clients[2].AssertionIssuers = []string{"idp"} }, "clients[2].assertion_issuers[0]: must be an absolute http(s) URL"},
 		{"assertion audience without issuers", func(c *Config) { c.Clients[0].AssertionAudiences = []string{"tokend"} }, "clients[0].assertion_audiences: needs assertion_issuers"},
 		{"assertion audience blank", func(c *Config) { c.Clients[2].AssertionAudiences = []string{""} }, "clients[2].assertion_audiences[0]: must be a non-empty string"},

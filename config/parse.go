@@ -53,7 +53,8 @@ func prefix(p string, err error) error {
 // then applies the environment overrides TOKEND_ADDR and TOKEND_REDIS_URL
 // (read through getenv, which may be nil; an empty value is no override), sets
 // what defaults on other settings (issuer from the final addr when the file
-// sets none, owner_claim "sub"), and validates. Errors are joined: every
+// sets none, owner_claim "sub", access_token_lifetime DefaultM2MLifetime),
+// and validates. Errors are joined: every
 // problem is reported.
 func Parse(data []byte, getenv func(string) string) (*Config, error) {
 	if err := checkKeys(data); err != nil {
@@ -77,9 +78,17 @@ func Parse(data []byte, getenv func(string) string) (*Config, error) {
 	if c.Issuer == "" {
 		c.Issuer = defaultIssuer(c.Addr)
 	}
+	var set struct {
+		Clients []map[string]yaml.Node `yaml:"clients"`
+	}
+	_ = yaml.Unmarshal(data, &set) // decoded above already
 	for i := range c.Clients {
-		if c.Clients[i].OwnerClaim == "" {
-			c.Clients[i].OwnerClaim = "sub"
+		cl := &c.Clients[i]
+		if cl.OwnerClaim == "" {
+			cl.OwnerClaim = "sub"
+		}
+		if i < len(set.Clients) && !has(set.Clients[i], "access_token_lifetime") {
+			cl.AccessTokenLifetime = DefaultM2MLifetime
 		}
 	}
 	if err := c.Validate(); err != nil {
@@ -239,3 +248,5 @@ func yamlFields(t reflect.Type) map[string]reflect.Type {
 	}
 	return m
 }
+
+func has(m map[string]yaml.Node, key string) bool { _, ok := m[key]; return ok }

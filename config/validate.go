@@ -46,6 +46,8 @@ func (c *Config) Validate() error {
 		p.add("tokens.refresh_reuse_grace", "must be < tokens.refresh_ttl (%s)", t.RefreshTTL)
 	}
 
+	p.positive("tokens.session_max_lifetime", t.SessionMaxLifetime)
+
 	if c.LoginThrottle.MaxFailures < 1 {
 		p.add("login_throttle.max_failures", "must be ≥ 1")
 	}
@@ -248,6 +250,8 @@ func (c *Config) validateClients(p *problems) {
 			p.add(at+".id", "must not contain spaces or control characters")
 		case dup:
 			p.add(at+".id", "%q is also clients[%d].id", cl.ID, j)
+		case cl.ID == firstPartyClientID:
+			p.add(at+".id", "%q is reserved: it is the client_id of tokend's own first-party tokens", cl.ID)
 		default:
 			ids[cl.ID] = i
 		}
@@ -292,8 +296,21 @@ func (c *Config) validateClients(p *problems) {
 				p.add(fmt.Sprintf("%s.audiences[%d]", at, j), "must be a non-empty string without spaces, got %q", a)
 			}
 		}
-		if cl.AccessTokenLifetime < 0 {
-			p.add(at+".access_token_lifetime", "must be ≥ 0")
+		switch {
+		case cl.AccessTokenLifetime < 0:
+			p.add(at+".access_token_lifetime", "must be > 0")
+		case cl.AccessTokenLifetime == 0 && cl.AllowsGrant(GrantClientCredentials):
+			// RFC 9068 §2.2: exp is required. A token without one could never be
+			// revoked at a verifier that does not ask tokend (introspection).
+			p.add(at+".access_token_lifetime", "client_credentials needs a lifetime > 0, such as 1h: every access token expires (RFC 9068)")
+		}
+		if strings.Contains(cl.Owner, "://") {
+			p.add(at+".owner", "must not contain \"://\": owners of the form <issuer>#<subject> belong to foreign assertions, got %q", cl.Owner)
+		}
+		for j, a := range cl.ResourceAudiences {
+			if a == "" || strings.IndexFunc(a, badRune) >= 0 {
+				p.add(fmt.Sprintf("%s.resource_audiences[%d]", at, j), "must be a non-empty string without spaces, got %q", a)
+			}
 		}
 		for j, iss := range cl.AssertionIssuers {
 			p.check(fmt.Sprintf("%s.assertion_issuers[%d]", at, j), checkHTTPURL(iss, "an absolute http(s) URL"))
@@ -308,6 +325,10 @@ func (c *Config) validateClients(p *problems) {
 		}
 	}
 }
+
+// firstPartyClientID is the client_id of tokend's own tokens (authz.FirstPartyClientID; config does
+// not import authz).
+const firstPartyClientID = "tokend"
 
 // problems collects "path: message" errors.
 type problems []error

@@ -22,6 +22,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/tokend/tokend/authz"
+	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/tokens"
 )
 
@@ -38,6 +40,7 @@ type Assertions struct {
 	own     *tokens.Verifier
 	issuer  string
 	revoked func(context.Context, *tokens.Claims) (bool, error)
+	used    AssertionStore
 	client  *http.Client
 	now     func() time.Time
 
@@ -58,6 +61,14 @@ const (
 	jwksFetchTimeout = 3 * time.Second
 )
 
+// AssertionStore remembers the foreign assertions accepted, so that each is
+// accepted once (RFC 7523 §3: jti).
+type AssertionStore interface {
+	// UseAssertionID records (issuer, jti) until until: fresh is false
+	// when it was recorded already.
+	UseAssertionID(ctx context.Context, issuer, jti string, until time.Time) (fresh bool, err error)
+}
+
 type jwksEntry struct {
 	keys    map[string]any // kid → public key; nil before the first successful fetch
 	fetched time.Time      // last successful fetch
@@ -68,42 +79,44 @@ type jwksEntry struct {
 
 // NewAssertions returns a verifier of client assertions. own verifies
 // tokend's tokens (issuer issuer); revoked is tokend's revocation check for
-// them. client fetches foreign issuers' keys (nil: a client with a 5s
-// timeout).
-func NewAssertions(own *tokens.Verifier, issuer string, revoked func(context.Context, *tokens.Claims) (bool, error), client *http.Client) *Assertions {
+// them; used remembers foreign assertions' ids. client fetches foreign
+// issuers' keys (nil: a client with a 3s timeout).
+func NewAssertions(own *tokens.Verifier, issuer string, revoked func(context.Context, *tokens.Claims) (bool, error),
+	used AssertionStore, client *http.Client) *Assertions {
 	if client == nil {
 		client = &http.Client{Timeout: jwksFetchTimeout}
 	}
-	return &Assertions{own: own, issuer: strings.TrimSuffix(issuer, "/"), revoked: revoked, client: client,
+	return &Assertions{own: own, issuer: strings.TrimSuffix(issuer, "/"), revoked: revoked, used: used, client: client,
 		now: time.Now, fetchTimeout: jwksFetchTimeout, jwks: map[string]*jwksEntry{}}
 }
 
 // errAssertion is wrapped by every refusal; callers answer all of them alike.
 var errAssertion = errors.New("invalid client assertion")
 
-// Verify checks assertion against the issuers trusted (the client's
-// assertion_issuers) and, when audiences is not empty (the client's
-// assertion_audiences), that its aud names one of them; it returns the
-// assertion's claims. A store failure while checking revocation of one of
-// tokend's own tokens is returned as is (unavailable).
-func (a *Assertions) Verify(ctx context.Context, assertion string, trusted, audiences []string) (map[string]any, error) {
-	claims, err := a.verify(ctx, assertion, trusted)
-	if err != nil || len(audiences) == 0 {
-		return claims, err
-	}
-	aud, err := jwt.MapClaims(claims).GetAudience()
-	if err != nil {
-		return nil, fmt.Errorf("%w: aud: %w", errAssertion, err)
-	}
-	for _, want := range audiences {
-		if slices.Contains(aud, want) {
-			return claims, nil
-		}
-	}
-	return nil, fmt.Errorf("%w: aud %q names none of %q", errAssertion, []string(aud), audiences)
+// assertionLeeway is the clock skew allowed on a foreign assertion's exp.
+const assertionLeeway = 30 * time.Second
+
+// Asserted is who a verified client assertion speaks for.
+type Asserted struct {
+	authz.Principal
+	// Claims are the assertion's claims (the M2M token's original_token_claims).
+	Claims map[string]any
+	// SessionID and APITokenID name the session or API token of one of
+	// tokend's own tokens, on which the M2M tokens it buys depend.
+	SessionID, APITokenID string
 }
 
-func (a *Assertions) verify(ctx context.Context, assertion string, trusted []string) (map[string]any, error) {
+// Verify checks a client assertion for client cl (API.md section 4; RFC
+// 7523 §3): signed by an issuer the client trusts, unexpired, its aud naming
+// tokend (its issuer or token endpoint) or one of the client's
+// assertion_audiences, and allowed by the authorization table. tokend's own
+// tokens must not be revoked (they speak for their user: a first-party
+// session or an API token; a token delegated to a client or an M2M token
+// never does); a foreign assertion must name its owner (the client's
+// owner_claim), which is qualified by its issuer, and is accepted once per
+// jti. A store failure is returned as is (unavailable); every refusal wraps
+// errAssertion.
+func (a *Assertions) Verify(ctx context.Context, assertion string, cl *config.Client) (*Asserted, error) {
 	if len(assertion) > 8192 {
 		return nil, fmt.Errorf("%w: too long", errAssertion)
 	}
@@ -112,34 +125,57 @@ func (a *Assertions) verify(ctx context.Context, assertion string, trusted []str
 		return nil, fmt.Errorf("%w: %w", errAssertion, err)
 	}
 	iss, _ := unverified["iss"].(string)
-	if iss == "" || !trustedIssuer(trusted, iss) {
+	if iss == "" || !trustedIssuer(cl.AssertionIssuers, iss) {
 		return nil, fmt.Errorf("%w: issuer %q not trusted by this client", errAssertion, iss)
 	}
+	var as *Asserted
+	var err error
 	if strings.TrimSuffix(iss, "/") == a.issuer {
-		c, err := a.own.Verify(assertion)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", errAssertion, err)
-		}
-		// Only a user's tokens speak for a user: an M2M token's sub is a
-		// client id, which must never become an owner that could pass for a
-		// user id (RFC 9700 §4.15.1).
-		if c.Kind != tokens.KindUser && c.Kind != tokens.KindAPIToken {
-			return nil, fmt.Errorf("%w: tokend token of kind %s", errAssertion, c.Kind)
-		}
-		if a.revoked != nil {
-			revoked, err := a.revoked(ctx, c)
-			if err != nil {
-				return nil, err
-			}
-			if revoked {
-				return nil, fmt.Errorf("%w: revoked", errAssertion)
-			}
-		}
-		return unverified, nil // the signature is verified: these are the token's claims
+		as, err = a.verifyOwn(ctx, assertion, unverified)
+	} else {
+		as, err = a.verifyForeign(ctx, assertion, iss, cl)
 	}
+	if err != nil {
+		return nil, err
+	}
+	if err := a.checkAudience(as.Claims, cl.AssertionAudiences); err != nil {
+		return nil, err
+	}
+	if err := authz.Authorize(authz.ClientAssertion, as.Principal, a.issuer); err != nil {
+		return nil, fmt.Errorf("%w: %w", errAssertion, err)
+	}
+	if as.Kind == authz.Foreign {
+		if err := a.useOnce(ctx, iss, as.Claims); err != nil {
+			return nil, err
+		}
+	}
+	return as, nil
+}
+
+// verifyOwn verifies one of tokend's own access tokens used as an assertion.
+func (a *Assertions) verifyOwn(ctx context.Context, assertion string, claims map[string]any) (*Asserted, error) {
+	c, err := a.own.Verify(assertion)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errAssertion, err)
+	}
+	if a.revoked != nil {
+		revoked, err := a.revoked(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		if revoked {
+			return nil, fmt.Errorf("%w: revoked", errAssertion)
+		}
+	}
+	// The signature is verified: claims are the token's.
+	return &Asserted{Principal: authz.FromClaims(c), Claims: claims, SessionID: c.SessionID, APITokenID: c.APITokenID}, nil
+}
+
+// verifyForeign verifies a trusted foreign issuer's assertion by its JWKS.
+func (a *Assertions) verifyForeign(ctx context.Context, assertion, iss string, cl *config.Client) (*Asserted, error) {
 	claims := jwt.MapClaims{}
 	p := jwt.NewParser(jwt.WithValidMethods([]string{tokens.AlgEdDSA, tokens.AlgES256, tokens.AlgRS256}),
-		jwt.WithIssuer(iss), jwt.WithExpirationRequired(), jwt.WithLeeway(30*time.Second), jwt.WithTimeFunc(a.now))
+		jwt.WithIssuer(iss), jwt.WithExpirationRequired(), jwt.WithLeeway(assertionLeeway), jwt.WithTimeFunc(a.now))
 	_, err := p.ParseWithClaims(assertion, claims, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
 		return a.foreignKey(ctx, iss, kid)
@@ -147,7 +183,49 @@ func (a *Assertions) verify(ctx context.Context, assertion string, trusted []str
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errAssertion, err)
 	}
-	return claims, nil
+	owner, _ := claims[cl.OwnerClaimName()].(string)
+	if owner == "" {
+		return nil, fmt.Errorf("%w: no owner claim %q", errAssertion, cl.OwnerClaimName())
+	}
+	return &Asserted{Principal: authz.Principal{Kind: authz.Foreign, Owner: authz.ForeignOwner(iss, owner), ClientID: cl.ID},
+		Claims: claims}, nil
+}
+
+// checkAudience requires the assertion's aud to name tokend — its issuer or
+// token endpoint — or one of the client's extra accepted values.
+func (a *Assertions) checkAudience(claims map[string]any, extra []string) error {
+	aud, err := jwt.MapClaims(claims).GetAudience()
+	if err != nil {
+		return fmt.Errorf("%w: aud: %w", errAssertion, err)
+	}
+	accepted := append([]string{a.issuer, a.issuer + "/oauth/token"}, extra...)
+	for _, got := range aud {
+		if slices.Contains(accepted, strings.TrimSuffix(got, "/")) || slices.Contains(accepted, got) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: aud %q names none of %q", errAssertion, []string(aud), accepted)
+}
+
+// useOnce accepts a foreign assertion's jti once until it expires (plus the
+// leeway), across every replica.
+func (a *Assertions) useOnce(ctx context.Context, iss string, claims map[string]any) error {
+	jti, _ := claims["jti"].(string)
+	if jti == "" || len(jti) > 256 {
+		return fmt.Errorf("%w: jti missing or longer than 256 bytes", errAssertion)
+	}
+	exp, err := jwt.MapClaims(claims).GetExpirationTime()
+	if err != nil || exp == nil {
+		return fmt.Errorf("%w: exp", errAssertion)
+	}
+	fresh, err := a.used.UseAssertionID(ctx, strings.TrimSuffix(iss, "/"), jti, exp.Add(assertionLeeway))
+	if err != nil {
+		return err
+	}
+	if !fresh {
+		return fmt.Errorf("%w: jti %q replayed", errAssertion, jti)
+	}
+	return nil
 }
 
 func trustedIssuer(trusted []string, iss string) bool {

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tokend/tokend/config"
 )
 
 // testIssuer is a foreign issuer over httptest whose behaviour a test
@@ -96,8 +98,8 @@ func (iss *testIssuer) sign(t *testing.T, kid string, now time.Time) string {
 	if k == nil {
 		_, k, _ = ed25519.GenerateKey(rand.Reader) // a key the issuer does not publish
 	}
-	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"iss": iss.URL, "sub": "owner-1",
-		"exp": now.Add(time.Hour).Unix(), "iat": now.Unix()})
+	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"iss": iss.URL, "sub": "owner-1", "aud": "http://tokend.test",
+		"jti": rand.Text(), "exp": now.Add(time.Hour).Unix(), "iat": now.Unix()})
 	tok.Header["kid"] = kid
 	s, err := tok.SignedString(k)
 	if err != nil {
@@ -109,15 +111,23 @@ func (iss *testIssuer) sign(t *testing.T, kid string, now time.Time) string {
 // clocked returns Assertions for tokend at http://tokend.test whose clock
 // the test moves.
 func clocked() (*Assertions, *time.Time) {
-	a := NewAssertions(nil, "http://tokend.test", nil, nil)
+	a := NewAssertions(nil, "http://tokend.test", nil, freshIDs{}, nil)
 	now := time.Now()
 	var mu sync.Mutex
 	a.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	return a, &now
 }
 
+// freshIDs accepts every assertion id (replays are not what these tests
+// are about).
+type freshIDs struct{}
+
+func (freshIDs) UseAssertionID(context.Context, string, string, time.Time) (bool, error) {
+	return true, nil
+}
+
 func verifyWith(a *Assertions, iss *testIssuer, assertion string) error {
-	_, err := a.Verify(context.Background(), assertion, []string{iss.URL}, nil)
+	_, err := a.Verify(context.Background(), assertion, &config.Client{ID: "federated", AssertionIssuers: []string{iss.URL}})
 	return err
 }
 

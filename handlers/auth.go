@@ -13,14 +13,12 @@ import (
 
 	"connectrpc.com/connect"
 
-	"github.com/tokend/tokend/authn"
 	"github.com/tokend/tokend/clientaddr"
 	"github.com/tokend/tokend/config"
 	authpb "github.com/tokend/tokend/gen/auth"
 	"github.com/tokend/tokend/gen/auth/authpbconnect"
 	basepb "github.com/tokend/tokend/gen/base"
 	"github.com/tokend/tokend/redisstore"
-	"github.com/tokend/tokend/tokens"
 )
 
 // CodeStore keeps authorization codes.
@@ -48,11 +46,11 @@ var (
 // exchanged by clients for a session (RFC 6749 §4.1, with RFC 7636 PKCE).
 //
 // GenerateAuthorizationCode trusts exactly one caller: the user, through an
-// access token of their own first-party sign-in (auth.v1 Token: kind "user",
-// no client_id) whose sub is user_id. There is no trusted front-end scope:
-// a login/consent front end calls with the token the user just signed in
-// with. Tokens issued to a client, or minted from an API token, are refused,
-// so that one client holding a user's token cannot mint codes for another.
+// access token of their own first-party sign-in (authz.FirstParty) whose sub
+// is user_id. There is no trusted front-end scope: a login/consent front end
+// calls with the token the user just signed in with. Tokens issued to a
+// client, or minted from an API token, are refused (authz.Table), so that
+// one client holding a user's token cannot mint codes for another.
 type Auth struct {
 	codes    CodeStore
 	sessions *AuthV1
@@ -77,15 +75,15 @@ func okResp() *basepb.BaseResp { return &basepb.BaseResp{Code: 0, Message: "OK"}
 // bearer check of the server's middleware has already run.
 func (h *Auth) GenerateAuthorizationCode(ctx context.Context, req *connect.Request[authpb.GenerateAuthorizationCodeRequest]) (*connect.Response[authpb.GenerateAuthorizationCodeResponse], error) {
 	m := req.Msg
-	claims, ok := authn.ClaimsFrom(ctx)
-	if !ok {
-		return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("missing or invalid access token"))
+	who, err := caller(ctx) // a first-party session: the authorization table allows no other
+	if err != nil {
+		return nil, err
 	}
 	if m.GetUserId() == 0 {
 		return nil, invalidArgument("user_id is required")
 	}
 	userID := strconv.FormatUint(uint64(m.GetUserId()), 10)
-	if claims.Kind != tokens.KindUser || claims.ClientID != "" || claims.Subject != userID || !h.users.Exists(userID) {
+	if who.Owner != userID || !h.users.Exists(userID) {
 		return nil, connect.NewError(connect.CodePermissionDenied, errNotUsersToken)
 	}
 	if m.GetClientId() == 0 {
@@ -143,13 +141,16 @@ func (h *Auth) ExchangeToken(ctx context.Context, req *connect.Request[authpb.Ex
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&authpb.ExchangeTokenResponse{
-		AccessToken:     res.Access,
-		RefreshToken:    res.Refresh,
-		AccessExpireAt:  res.AccessExp.Unix(),
-		RefreshExpireAt: res.RefreshExp.Unix(),
-		BaseResp:        okResp(),
-	}), nil
+	resp := &authpb.ExchangeTokenResponse{
+		AccessToken:    res.Access,
+		RefreshToken:   res.Refresh,
+		AccessExpireAt: res.AccessExp.Unix(),
+		BaseResp:       okResp(),
+	}
+	if res.Refresh != "" {
+		resp.RefreshExpireAt = res.RefreshExp.Unix()
+	}
+	return connect.NewResponse(resp), nil
 }
 
 // AuthorizationCodeGrant is the authorization_code grant of /oauth/token
@@ -216,7 +217,7 @@ func (h *Auth) exchange(ctx context.Context, in exchangeInput) (exchanged, error
 	if in.Verifier != "" {
 		check.Challenge = s256(in.Verifier)
 	}
-	ac, rt, err := h.codes.ExchangeCode(ctx, in.Code, check, h.sessions.policy.RefreshTTL)
+	ac, rt, err := h.codes.ExchangeCode(ctx, in.Code, check, h.sessions.policy.refreshTTL())
 	switch {
 	case errors.Is(err, redisstore.ErrNotFound):
 		return exchanged{}, connect.NewError(connect.CodeUnauthenticated, errBadCode)
@@ -241,6 +242,9 @@ func (h *Auth) exchange(ctx context.Context, in exchangeInput) (exchanged, error
 	pair, err := h.sessions.mintPair(sess, rt)
 	if err != nil {
 		return exchanged{}, err
+	}
+	if !cl.AllowsGrant(config.GrantRefreshToken) { // the session exists (sid), but only its access token is handed out
+		pair.Refresh, pair.RefreshExp = "", time.Time{}
 	}
 	h.log.InfoContext(ctx, "authorization code exchanged", "sub", ac.UserID, "client_id", cl.ID)
 	return exchanged{sessionTokens: pair, Scope: ac.Scope}, nil

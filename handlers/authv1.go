@@ -10,7 +10,9 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/tokend/tokend/authz"
 	"github.com/tokend/tokend/clientaddr"
+	"github.com/tokend/tokend/config"
 	authv1 "github.com/tokend/tokend/gen/auth/v1"
 	"github.com/tokend/tokend/gen/auth/v1/authv1connect"
 	"github.com/tokend/tokend/redisstore"
@@ -22,7 +24,9 @@ type SessionStore interface {
 	// CreateRefresh starts a family and issues its first refresh token.
 	CreateRefresh(ctx context.Context, sess redisstore.Session, ttl time.Duration) (redisstore.IssuedRefresh, error)
 	// RotateRefresh atomically consumes token and issues its successor.
-	RotateRefresh(ctx context.Context, token string, ttl, grace time.Duration) (redisstore.IssuedRefresh, redisstore.Session, error)
+	RotateRefresh(ctx context.Context, token string, r redisstore.Rotation) (redisstore.IssuedRefresh, redisstore.Session, error)
+	// RevokeFamily revokes a refresh-token family; idempotent.
+	RevokeFamily(ctx context.Context, familyID string) error
 	// RevokeRefresh revokes token's family; idempotent.
 	RevokeRefresh(ctx context.Context, token string) error
 }
@@ -32,6 +36,7 @@ type SessionPolicy struct {
 	AccessTTL   time.Duration
 	RefreshTTL  time.Duration
 	ReuseGrace  time.Duration // a consumed refresh token may be presented again this long
+	MaxLifetime time.Duration // no session lives longer than this from its sign-in
 	MaxFailures int           // failed logins per (username, address) and per address within Window
 	// MaxFailuresPerUser bounds failed logins per username from every
 	// address within Window: far above MaxFailures, so that one attacker
@@ -39,6 +44,19 @@ type SessionPolicy struct {
 	// addresses stays bounded.
 	MaxFailuresPerUser int
 	Window             time.Duration
+}
+
+// maxGraceReplays is how often one consumed refresh token may be presented
+// again inside the grace window: enough for a few parallel tabs or retries,
+// too few to farm successors.
+const maxGraceReplays = 3
+
+// refreshTTL is the lifetime of a session's first refresh token.
+func (p SessionPolicy) refreshTTL() time.Duration {
+	if p.MaxLifetime > 0 && p.MaxLifetime < p.RefreshTTL {
+		return p.MaxLifetime
+	}
+	return p.RefreshTTL
 }
 
 // Input bounds: far above any real credential, low enough that nobody can
@@ -55,6 +73,7 @@ type AuthV1 struct {
 	sessions SessionStore
 	throttle Limiter
 	users    *Users
+	clients  *Clients
 	minter   *Minter
 	policy   SessionPolicy
 	log      *slog.Logger
@@ -62,9 +81,10 @@ type AuthV1 struct {
 
 var _ authv1connect.AuthServiceHandler = (*AuthV1)(nil)
 
-// NewAuthV1 returns the auth.v1 handler.
-func NewAuthV1(sessions SessionStore, throttle Limiter, users *Users, minter *Minter, policy SessionPolicy, log *slog.Logger) *AuthV1 {
-	return &AuthV1{sessions: sessions, throttle: throttle, users: users, minter: minter, policy: policy, log: log}
+// NewAuthV1 returns the auth.v1 handler. clients are the clients whose
+// sessions' refresh tokens it rotates.
+func NewAuthV1(sessions SessionStore, throttle Limiter, users *Users, clients *Clients, minter *Minter, policy SessionPolicy, log *slog.Logger) *AuthV1 {
+	return &AuthV1{sessions: sessions, throttle: throttle, users: users, clients: clients, minter: minter, policy: policy, log: log}
 }
 
 // Token logs a user in with username and password.
@@ -135,25 +155,67 @@ func (h *AuthV1) loginGroups(username, addr string) []redisstore.LimitGroup {
 }
 
 // RefreshToken rotates a refresh token: the presented one is consumed and a
-// new access and refresh token are returned.
+// new access and refresh token are returned. A token issued to a
+// confidential client needs that client's credentials (client_id and
+// client_secret); a public client may name itself; first-party sign-ins
+// send neither.
 func (h *AuthV1) RefreshToken(ctx context.Context, req *connect.Request[authv1.RefreshTokenRequest]) (*connect.Response[authv1.TokenResponse], error) {
-	resp, _, err := h.refresh(ctx, req.Msg.GetRefreshToken())
+	by, err := h.presenter(ctx, req.Msg.GetClientId(), req.Msg.GetClientSecret())
+	if err != nil {
+		return nil, err
+	}
+	resp, _, err := h.refresh(ctx, req.Msg.GetRefreshToken(), by)
 	if err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(resp), nil
 }
 
+// presenter is who presents a refresh token: nobody in particular (ClientID
+// ""), a client that authenticated with its secret, or a public client that
+// named itself.
+type presenter struct {
+	ClientID      string
+	Authenticated bool
+}
+
+// presenter checks the client credentials sent with a refresh token: none,
+// a public client's id alone, or a confidential client's id and secret.
+// Failures are errBadClient (unauthenticated), alike.
+func (h *AuthV1) presenter(ctx context.Context, id, secret string) (presenter, error) {
+	if id == "" && secret == "" {
+		return presenter{}, nil
+	}
+	if cl, known := h.clients.Get(id); known && cl.IsPublic() && secret == "" {
+		return presenter{ClientID: cl.ID}, nil
+	}
+	cl, err := h.clients.Check(ctx, id, secret, clientaddr.String(ctx, ""))
+	if err != nil {
+		return presenter{}, err // unauthenticated (errBadClient), throttled or unavailable
+	}
+	return presenter{ClientID: cl.ID, Authenticated: true}, nil
+}
+
+var errNoRefreshGrant = errors.New("this client may not use the refresh_token grant")
+
 // refresh is RefreshToken without the RPC envelope; the refresh_token grant
 // of /oauth/token calls it too. It returns the session the token belongs to.
-func (h *AuthV1) refresh(ctx context.Context, token string) (*authv1.TokenResponse, redisstore.Session, error) {
+//
+// After the rotation, the session must still be one tokend would start: its
+// user configured; a first-party session presented by no client; a client's
+// session presented by that client — authenticated when it is confidential
+// (RFC 6749 §6) — which is still configured and allowed the refresh_token
+// grant. Otherwise the family is revoked (the token is in the wrong hands,
+// or what it stood for is gone) and the refresh refused.
+func (h *AuthV1) refresh(ctx context.Context, token string, by presenter) (*authv1.TokenResponse, redisstore.Session, error) {
 	if token == "" {
 		return nil, redisstore.Session{}, invalidArgument("refresh_token is required")
 	}
 	if len(token) > maxTokenLen {
 		return nil, redisstore.Session{}, connect.NewError(connect.CodeUnauthenticated, errBadRefreshToken)
 	}
-	next, sess, err := h.sessions.RotateRefresh(ctx, token, h.policy.RefreshTTL, h.policy.ReuseGrace)
+	next, sess, err := h.sessions.RotateRefresh(ctx, token, redisstore.Rotation{TTL: h.policy.RefreshTTL,
+		Grace: h.policy.ReuseGrace, MaxReplays: maxGraceReplays, MaxLifetime: h.policy.MaxLifetime})
 	switch {
 	case errors.Is(err, redisstore.ErrReused):
 		h.log.WarnContext(ctx, "refresh token reused; session revoked", "sub", sess.UserID)
@@ -163,8 +225,42 @@ func (h *AuthV1) refresh(ctx context.Context, token string) (*authv1.TokenRespon
 	case err != nil:
 		return nil, sess, storeError(ctx, h.log, "rotate refresh token", err)
 	}
+	if refusal := h.mayRefresh(sess, by); refusal != nil {
+		if err := h.sessions.RevokeFamily(ctx, next.FamilyID); err != nil {
+			return nil, sess, storeError(ctx, h.log, "revoke refresh family", err)
+		}
+		h.log.WarnContext(ctx, "refresh refused; session revoked", "sub", sess.UserID, "issued_to", sess.ClientID,
+			"presented_by", by.ClientID, "reason", refusal.Error())
+		return nil, sess, refusal
+	}
 	resp, err := h.tokenResponse(sess, next)
 	return resp, sess, err
+}
+
+// mayRefresh is refresh's check of a rotated session against who presented
+// it and the configuration: nil, or the refusal.
+func (h *AuthV1) mayRefresh(sess redisstore.Session, by presenter) *connect.Error {
+	if !h.users.Exists(sess.UserID) {
+		return connect.NewError(connect.CodeUnauthenticated, errBadRefreshToken)
+	}
+	if sess.ClientID == "" { // a first-party sign-in
+		if by.ClientID != "" {
+			return connect.NewError(connect.CodeUnauthenticated, errBadRefreshToken)
+		}
+		return nil
+	}
+	cl, known := h.clients.Get(sess.ClientID)
+	switch {
+	case !known:
+		return connect.NewError(connect.CodeUnauthenticated, errBadRefreshToken)
+	case by.ClientID != "" && by.ClientID != cl.ID:
+		return connect.NewError(connect.CodeUnauthenticated, errBadRefreshToken)
+	case !cl.IsPublic() && !by.Authenticated:
+		return connect.NewError(connect.CodeUnauthenticated, errBadClient)
+	case !cl.AllowsGrant(config.GrantRefreshToken):
+		return connect.NewError(connect.CodePermissionDenied, errNoRefreshGrant)
+	}
+	return nil
 }
 
 // Logout revokes the refresh token's whole family. It is idempotent.
@@ -184,7 +280,7 @@ func (h *AuthV1) Logout(ctx context.Context, req *connect.Request[authv1.LogoutR
 // StartSession creates a refresh-token family for sess and returns the first
 // token pair.
 func (h *AuthV1) StartSession(ctx context.Context, sess redisstore.Session) (*authv1.TokenResponse, error) {
-	issued, err := h.sessions.CreateRefresh(ctx, sess, h.policy.RefreshTTL)
+	issued, err := h.sessions.CreateRefresh(ctx, sess, h.policy.refreshTTL())
 	if err != nil {
 		return nil, storeError(ctx, h.log, "create refresh token", err)
 	}
@@ -197,9 +293,14 @@ type sessionTokens struct {
 	AccessExp, RefreshExp time.Time
 }
 
-// mintPair signs the access token that goes with refresh token rt.
+// mintPair signs the access token that goes with refresh token rt. It
+// expires with the session at the latest.
 func (h *AuthV1) mintPair(sess redisstore.Session, rt redisstore.IssuedRefresh) (sessionTokens, error) {
-	access, exp, err := h.minter.Mint(SessionClaims(h.minter.Issuer(), sess, rt.FamilyID), h.policy.AccessTTL)
+	ttl := h.policy.AccessTTL
+	if end := sess.End(h.policy.MaxLifetime); !end.IsZero() {
+		ttl = min(ttl, max(time.Until(end), time.Second))
+	}
+	access, exp, err := h.minter.Mint(SessionClaims(h.minter.Issuer(), sess, rt.FamilyID), ttl)
 	if err != nil {
 		return sessionTokens{}, connect.NewError(connect.CodeInternal, errInternal)
 	}
@@ -225,13 +326,17 @@ func secondsUntil(t, now time.Time) int64 { return int64(t.Sub(now).Round(time.S
 
 // SessionClaims are the claims of a user's access token within session
 // family: the user is the subject; tokend (and the client, if any) the
-// audience.
+// audience; client_id is the client, or authz.FirstPartyClientID for a
+// first-party sign-in.
 func SessionClaims(issuer string, sess redisstore.Session, family string) *tokens.Claims {
 	c := &tokens.Claims{
 		Kind:      tokens.KindUser,
 		SessionID: family,
 		ClientID:  sess.ClientID,
 		Scope:     sess.Scope,
+	}
+	if c.ClientID == "" {
+		c.ClientID = authz.FirstPartyClientID
 	}
 	c.Subject = sess.UserID
 	c.Audience = []string{issuer}

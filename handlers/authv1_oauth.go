@@ -2,11 +2,11 @@ package handlers
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 
-	"connectrpc.com/connect"
-
+	"github.com/tokend/tokend/config"
 	authv1 "github.com/tokend/tokend/gen/auth/v1"
 )
 
@@ -20,7 +20,7 @@ func (h *AuthV1) PasswordGrant(clients *Clients) GrantFunc {
 		if err != nil {
 			return nil, clientError(err)
 		}
-		if !cl.AllowsGrant("password") {
+		if !cl.AllowsGrant(config.GrantPassword) {
 			return nil, &OAuthError{Status: http.StatusBadRequest, Code: "unauthorized_client",
 				Description: "this client may not use the password grant"}
 		}
@@ -39,45 +39,35 @@ func (h *AuthV1) PasswordGrant(clients *Clients) GrantFunc {
 		if err != nil {
 			return nil, err
 		}
-		return oauthResponse(resp, scope), nil
+		out := oauthResponse(resp, scope)
+		if !cl.AllowsGrant(config.GrantRefreshToken) { // the session exists (sid), but only its access token is handed out
+			out.RefreshToken = ""
+		}
+		return out, nil
 	}
 }
 
 // RefreshGrant is the refresh_token grant of /oauth/token (RFC 6749 §6),
-// the same rotation as the RefreshToken RPC. A client that presents
-// credentials must be the client the refresh token was issued to; a token
-// presented by another client is treated as stolen and its family revoked.
-func (h *AuthV1) RefreshGrant(clients *Clients) GrantFunc {
+// the same rotation as the RefreshToken RPC: a confidential client
+// authenticates, a public client may name itself, and a token presented by
+// a client other than the one it was issued to is treated as stolen and its
+// family revoked.
+func (h *AuthV1) RefreshGrant() GrantFunc {
 	return func(ctx context.Context, req *OAuthTokenRequest) (*OAuthTokenResponse, error) {
-		authenticated := ""
-		if req.ClientID != "" || req.ClientSecret != "" {
-			cl, known := clients.Get(req.ClientID)
-			switch {
-			case known && cl.IsPublic() && req.ClientSecret == "":
-				authenticated = cl.ID // public clients identify themselves only
-			default:
-				cl, err := clients.Check(ctx, req.ClientID, req.ClientSecret, req.Peer)
-				if err != nil {
-					return nil, clientError(err)
-				}
-				authenticated = cl.ID
-			}
+		by, err := h.presenter(ctx, req.ClientID, req.ClientSecret)
+		if err != nil {
+			return nil, clientError(err) // invalid_client, or throttled / unavailable
 		}
 		token := req.Form.Get("refresh_token")
 		if token == "" {
 			return nil, &OAuthError{Status: http.StatusBadRequest, Code: "invalid_request", Description: "refresh_token is required"}
 		}
-		resp, sess, err := h.refresh(ctx, token)
-		if err != nil {
+		resp, sess, err := h.refresh(ctx, token, by)
+		switch {
+		case errors.Is(err, errBadClient):
+			return nil, InvalidClient()
+		case err != nil:
 			return nil, err
-		}
-		if authenticated != "" && sess.ClientID != "" && sess.ClientID != authenticated {
-			if err := h.sessions.RevokeRefresh(ctx, resp.RefreshToken); err != nil {
-				return nil, storeError(ctx, h.log, "revoke refresh token", err)
-			}
-			h.log.WarnContext(ctx, "refresh token presented by another client; session revoked",
-				"client_id", authenticated, "issued_to", sess.ClientID)
-			return nil, connect.NewError(connect.CodeUnauthenticated, errBadRefreshToken)
 		}
 		return oauthResponse(resp, sess.Scope), nil
 	}

@@ -8,8 +8,10 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/tokend/tokend/clientaddr"
+	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/redisstore"
 	"github.com/tokend/tokend/tokens"
 )
@@ -31,6 +33,7 @@ type TokenEndpoints struct {
 	store    RevocationStore
 	maxBytes int64
 	log      *slog.Logger
+	now      func() time.Time
 }
 
 // NewTokenEndpoints returns the introspection and revocation endpoints.
@@ -38,25 +41,25 @@ type TokenEndpoints struct {
 // blacklists), so introspection answers exactly as tokend's own checks do.
 func NewTokenEndpoints(clients *Clients, verifier *tokens.Verifier, revoked func(context.Context, *tokens.Claims) (bool, error),
 	store RevocationStore, maxBytes int64, log *slog.Logger) *TokenEndpoints {
-	return &TokenEndpoints{clients: clients, verifier: verifier, revoked: revoked, store: store, maxBytes: maxBytes, log: log}
+	return &TokenEndpoints{clients: clients, verifier: verifier, revoked: revoked, store: store, maxBytes: maxBytes, log: log, now: time.Now}
 }
 
 // form parses a POSTed form and authenticates the client (HTTP Basic or
 // client_id/client_secret). It writes the error response itself.
-func (e *TokenEndpoints) form(w http.ResponseWriter, r *http.Request) (url.Values, string, bool) {
+func (e *TokenEndpoints) form(w http.ResponseWriter, r *http.Request) (url.Values, *config.Client, bool) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
 		writeOAuthJSON(w, http.StatusMethodNotAllowed, &OAuthError{Code: "invalid_request", Description: "use POST"})
-		return nil, "", false
+		return nil, nil, false
 	}
 	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/x-www-form-urlencoded" {
 		writeOAuthJSON(w, http.StatusUnsupportedMediaType, &OAuthError{Code: "invalid_request",
 			Description: "Content-Type must be application/x-www-form-urlencoded"})
-		return nil, "", false
+		return nil, nil, false
 	}
 	if oerr := readForm(w, r, e.maxBytes); oerr != nil {
 		writeOAuthJSON(w, oerr.Status, oerr)
-		return nil, "", false
+		return nil, nil, false
 	}
 	id, secret, basic := r.BasicAuth()
 	if basic {
@@ -72,25 +75,34 @@ func (e *TokenEndpoints) form(w http.ResponseWriter, r *http.Request) (url.Value
 			w.Header().Set("WWW-Authenticate", `Basic realm="tokend"`)
 		}
 		writeOAuthJSON(w, oerr.Status, oerr)
-		return nil, "", false
+		return nil, nil, false
 	}
 	if r.PostForm.Get("token") == "" {
 		writeOAuthJSON(w, http.StatusBadRequest, &OAuthError{Code: "invalid_request", Description: "token is required"})
-		return nil, "", false
+		return nil, nil, false
 	}
-	return r.PostForm, cl.ID, true
+	return r.PostForm, cl, true
 }
 
 // Introspect implements POST /oauth/introspect (RFC 7662). Any token that
 // tokend's bearer check would refuse (bad signature, foreign, expired,
-// revoked, blacklisted) is {"active": false}.
+// revoked, blacklisted, anything it came from gone) is {"active": false};
+// so is every token the calling client may not see (RFC 7662 §4): only
+// tokens issued to it, or whose audience it serves (its id or one of its
+// resource_audiences), are active to it.
 func (e *TokenEndpoints) Introspect(w http.ResponseWriter, r *http.Request) {
-	form, _, ok := e.form(w, r)
+	form, cl, ok := e.form(w, r)
 	if !ok {
 		return
 	}
 	c, err := e.verifier.Verify(form.Get("token"))
-	if err == nil && e.revoked != nil {
+	switch {
+	case err != nil:
+	case c.ClientID != cl.ID && !cl.ServesAudience(c.Audience):
+		err = errors.New("not the caller's to see")
+	case c.ExpiresAt == nil || !c.ExpiresAt.After(e.now()):
+		err = errors.New("expired") // the verifier's leeway is for clock skew, not for introspection
+	case e.revoked != nil:
 		var revoked bool
 		revoked, err = e.revoked(r.Context(), c)
 		if err != nil {
@@ -131,10 +143,11 @@ func (e *TokenEndpoints) Introspect(w http.ResponseWriter, r *http.Request) {
 // invalid or another client's are answered 200 and left alone, as the RFC
 // says.
 func (e *TokenEndpoints) Revoke(w http.ResponseWriter, r *http.Request) {
-	form, client, ok := e.form(w, r)
+	form, cl, ok := e.form(w, r)
 	if !ok {
 		return
 	}
+	client := cl.ID
 	token := form.Get("token")
 	ctx := r.Context()
 	var err error

@@ -25,8 +25,10 @@ import (
 // M2MStore keeps M2M token records, their owner index and blacklists.
 type M2MStore interface {
 	CreateM2MToken(ctx context.Context, rec redisstore.M2MToken) error
-	GetM2MTokens(ctx context.Context, owner string, ids []string) ([]redisstore.M2MToken, error)
-	ListM2MTokens(ctx context.Context, owner string, f func([]redisstore.M2MToken) error) error
+	// GetM2MTokens and ListM2MTokens read behind gate, the caller's
+	// pending revocation check (redisstore.ErrRefused when it refuses).
+	GetM2MTokens(ctx context.Context, gate redisstore.Gate, owner string, ids []string) ([]redisstore.M2MToken, error)
+	ListM2MTokens(ctx context.Context, gate redisstore.Gate, owner string, f func([]redisstore.M2MToken) error) error
 	DeleteM2MTokens(ctx context.Context, owner string, ids []string) (blacklisted, deleted int64, err error)
 }
 
@@ -60,7 +62,7 @@ func (h *M2M) CreateToken(ctx context.Context, req *connect.Request[m2mpb.Create
 }
 
 func (h *M2M) create(ctx context.Context, m *m2mpb.CreateTokenRequest) (*m2mpb.CreateTokenResponse, error) {
-	cl, assertionClaims, err := h.authenticate(ctx, m)
+	cl, asserted, err := h.authenticate(ctx, m)
 	if err != nil {
 		return nil, err
 	}
@@ -109,20 +111,24 @@ func (h *M2M) create(ctx context.Context, m *m2mpb.CreateTokenRequest) (*m2mpb.C
 		ttl = exp.Sub(now)
 	}
 
+	// The owner: with the client's secret, the client's configured owner;
+	// with an assertion, whom the assertion speaks for (never the client's
+	// owner).
 	owner := cl.Owner
 	var rawClaims []byte
-	if assertionClaims != nil {
-		if o, ok := assertionClaims[cl.OwnerClaimName()].(string); ok && o != "" {
-			owner = o
-		}
-		rawClaims, _ = json.Marshal(assertionClaims)
+	if asserted != nil {
+		owner = asserted.Owner
+		rawClaims, _ = json.Marshal(asserted.Claims)
 	}
 	if owner == "" {
-		return nil, connect.NewError(connect.CodePermissionDenied, errors.New("no owner: the client has none configured and the assertion names none"))
+		return nil, connect.NewError(connect.CodePermissionDenied, errors.New("no owner: the client has none configured"))
 	}
 
 	claims := &tokens.Claims{ClientID: cl.ID, Scope: strings.Join(scopes, " "), Kind: tokens.KindClient,
 		Owner: owner, Name: m.TokenName}
+	if asserted != nil { // the M2M token dies with the sign-in or API token it was bought with
+		claims.SessionID, claims.APITokenID = asserted.SessionID, asserted.APITokenID
+	}
 	claims.Subject = cl.ID
 	claims.Audience = aud
 	tok, exp, err := h.minter.Mint(claims, ttl)
@@ -142,10 +148,11 @@ func (h *M2M) create(ctx context.Context, m *m2mpb.CreateTokenRequest) (*m2mpb.C
 	return &m2mpb.CreateTokenResponse{AccessToken: tok, TokenType: "Bearer", ExpiresIn: expiresIn, Scope: scopes}, nil
 }
 
-// authenticate checks the client's secret or client assertion. Every
-// failure, including no credential at all, is the same unauthenticated
-// error; a store failure while checking an assertion is unavailable.
-func (h *M2M) authenticate(ctx context.Context, m *m2mpb.CreateTokenRequest) (*config.Client, map[string]any, error) {
+// authenticate checks the client's secret or client assertion; with an
+// assertion it returns whom the assertion speaks for. Every failure,
+// including no credential at all, is the same unauthenticated error; a store
+// failure while checking an assertion is unavailable.
+func (h *M2M) authenticate(ctx context.Context, m *m2mpb.CreateTokenRequest) (*config.Client, *Asserted, error) {
 	fail := connect.NewError(connect.CodeUnauthenticated, errBadClient)
 	switch {
 	case m.ClientAssertion != "" || m.ClientAssertionType != "":
@@ -153,7 +160,7 @@ func (h *M2M) authenticate(ctx context.Context, m *m2mpb.CreateTokenRequest) (*c
 		if !ok || m.ClientAssertionType != AssertionType || m.ClientSecret != "" || len(cl.AssertionIssuers) == 0 {
 			return nil, nil, fail
 		}
-		claims, err := h.assertions.Verify(ctx, m.ClientAssertion, cl.AssertionIssuers, cl.AssertionAudiences)
+		asserted, err := h.assertions.Verify(ctx, m.ClientAssertion, cl)
 		if err != nil {
 			if errors.Is(err, errAssertion) {
 				h.log.DebugContext(ctx, "client assertion refused", "client_id", cl.ID, "reason", err.Error())
@@ -161,7 +168,7 @@ func (h *M2M) authenticate(ctx context.Context, m *m2mpb.CreateTokenRequest) (*c
 			}
 			return nil, nil, storeError(ctx, h.log, "check client assertion", err)
 		}
-		return cl, claims, nil
+		return cl, asserted, nil
 	case m.ClientSecret != "":
 		cl, err := h.clients.Check(ctx, m.ClientId, m.ClientSecret, clientaddr.String(ctx, ""))
 		if err != nil {
@@ -172,26 +179,19 @@ func (h *M2M) authenticate(ctx context.Context, m *m2mpb.CreateTokenRequest) (*c
 	return nil, nil, fail
 }
 
-// callerOwner is the owner whose M2M tokens the bearer may see: a user (or
-// an API token of the user) owns as the user id; an M2M token speaks for its
-// owner.
-func callerOwner(ctx context.Context) (string, error) {
-	c, ok := authn.ClaimsFrom(ctx)
+// caller is the verified caller of a protected procedure (authn.Middleware
+// has applied the authorization table to it).
+func caller(ctx context.Context) (*authn.Caller, error) {
+	c, ok := authn.CallerFrom(ctx)
 	if !ok {
-		return "", connect.NewError(connect.CodeUnauthenticated, errors.New("missing or invalid access token"))
+		return nil, authn.ErrUnauthenticated()
 	}
-	switch {
-	case c.Kind == tokens.KindClient && c.Owner != "":
-		return c.Owner, nil
-	case c.Kind == tokens.KindUser || c.Kind == tokens.KindAPIToken:
-		return c.Subject, nil
-	}
-	return "", connect.NewError(connect.CodePermissionDenied, errors.New("this token speaks for no owner"))
+	return c, nil
 }
 
 // GetTokens streams the caller's tokens, a batch from Redis at a time.
 func (h *M2M) GetTokens(ctx context.Context, req *connect.Request[m2mpb.GetTokensRequest], stream *connect.ServerStream[m2mpb.Token]) error {
-	owner, err := callerOwner(ctx)
+	who, err := caller(ctx)
 	if err != nil {
 		return err
 	}
@@ -218,13 +218,13 @@ func (h *M2M) GetTokens(ctx context.Context, req *connect.Request[m2mpb.GetToken
 		if len(ids) > 1000 {
 			return invalidArgument("id_filter names more than 1000 ids")
 		}
-		batch, err := h.store.GetM2MTokens(ctx, owner, ids)
+		batch, err := h.store.GetM2MTokens(ctx, who.Pending, who.Owner, ids)
 		if err != nil {
 			return storeError(ctx, h.log, "read M2M tokens", err)
 		}
 		return emit(batch) // the only batch: the end of the call flushes it
 	}
-	if err := h.store.ListM2MTokens(ctx, owner, send); err != nil && sendErr == nil {
+	if err := h.store.ListM2MTokens(ctx, who.Pending, who.Owner, send); err != nil && sendErr == nil {
 		return storeError(ctx, h.log, "list M2M tokens", err)
 	}
 	return sendErr
@@ -233,14 +233,14 @@ func (h *M2M) GetTokens(ctx context.Context, req *connect.Request[m2mpb.GetToken
 // DeleteTokens blacklists the caller's live tokens and deletes the expired
 // ones, among id_filter or all.
 func (h *M2M) DeleteTokens(ctx context.Context, req *connect.Request[m2mpb.DeleteTokensRequest]) (*connect.Response[m2mpb.DeleteTokensResponse], error) {
-	owner, err := callerOwner(ctx)
+	who, err := caller(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if len(req.Msg.IdFilter) > 1000 {
 		return nil, invalidArgument("id_filter names more than 1000 ids")
 	}
-	bl, del, err := h.store.DeleteM2MTokens(ctx, owner, req.Msg.IdFilter)
+	bl, del, err := h.store.DeleteM2MTokens(ctx, who.Owner, req.Msg.IdFilter)
 	if err != nil {
 		return nil, storeError(ctx, h.log, "delete M2M tokens", err)
 	}

@@ -14,7 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/tokend/tokend/apitoken"
-	"github.com/tokend/tokend/authn"
+	"github.com/tokend/tokend/authz"
 	tsv1 "github.com/tokend/tokend/gen/priv/tokenservice/v1alpha1"
 	"github.com/tokend/tokend/gen/priv/tokenservice/v1alpha1/tokenservicev1alpha1connect"
 	"github.com/tokend/tokend/redisstore"
@@ -81,10 +81,11 @@ func (h *TokenService) RecordUsage(ctx context.Context, every time.Duration) {
 // CreateToken creates an API token owned by the signed-in user. The secret
 // is in the response once and never stored.
 func (h *TokenService) CreateToken(ctx context.Context, req *connect.Request[tsv1.CreateTokenRequest]) (*connect.Response[tsv1.CreateTokenResponse], error) {
-	owner, err := userCaller(ctx)
+	who, err := caller(ctx) // a first-party session: the authorization table allows no other
 	if err != nil {
 		return nil, err
 	}
+	owner := who.Owner
 	name := req.Msg.GetName()
 	if len(name) > maxTokenNameLen || !utf8.ValidString(name) {
 		return nil, invalidArgument("name must be valid UTF-8 of at most 200 bytes")
@@ -150,7 +151,7 @@ func (h *TokenService) GetAccessToken(ctx context.Context, req *connect.Request[
 	if !rec.ExpiresAt.IsZero() && rec.ExpiresAt.Sub(now) < ttl {
 		ttl = rec.ExpiresAt.Sub(now) // an access token never outlives its API token
 	}
-	c := &tokens.Claims{Kind: tokens.KindAPIToken, APITokenID: rec.ID}
+	c := &tokens.Claims{Kind: tokens.KindAPIToken, APITokenID: rec.ID, ClientID: authz.FirstPartyClientID}
 	c.Subject = rec.Owner
 	c.Audience = []string{h.minter.Issuer()}
 	access, exp, err := h.minter.Mint(c, ttl)
@@ -165,10 +166,11 @@ func (h *TokenService) GetAccessToken(ctx context.Context, req *connect.Request[
 
 // ListTokens lists the caller's API tokens, newest first, without secrets.
 func (h *TokenService) ListTokens(ctx context.Context, _ *connect.Request[tsv1.ListTokensRequest]) (*connect.Response[tsv1.ListTokensResponse], error) {
-	owner, err := userCaller(ctx)
+	who, err := caller(ctx) // a first-party session: the authorization table allows no other
 	if err != nil {
 		return nil, err
 	}
+	owner := who.Owner
 	// This replica's unwritten uses first, so the caller sees its own.
 	if err := h.usage.Flush(ctx); err != nil {
 		h.log.WarnContext(ctx, "recording API token use", "err", err)
@@ -188,10 +190,11 @@ func (h *TokenService) ListTokens(ctx context.Context, _ *connect.Request[tsv1.L
 // DeleteToken revokes one of the caller's API tokens. Access tokens minted
 // from it stop passing tokend's bearer check at once.
 func (h *TokenService) DeleteToken(ctx context.Context, req *connect.Request[tsv1.DeleteTokenRequest]) (*connect.Response[tsv1.DeleteTokenResponse], error) {
-	owner, err := userCaller(ctx)
+	who, err := caller(ctx) // a first-party session: the authorization table allows no other
 	if err != nil {
 		return nil, err
 	}
+	owner := who.Owner
 	id := req.Msg.GetId()
 	if !apitoken.ValidID(id) {
 		return nil, invalidArgument("id is not an API token id")
@@ -204,20 +207,6 @@ func (h *TokenService) DeleteToken(ctx context.Context, req *connect.Request[tsv
 	}
 	h.log.InfoContext(ctx, "API token deleted", "owner", owner, "token_id", id)
 	return connect.NewResponse(&tsv1.DeleteTokenResponse{}), nil
-}
-
-// userCaller returns the signed-in user behind the request. Only a user's
-// own session may manage API tokens: an access token minted from an API
-// token, or a client's, may not mint more.
-func userCaller(ctx context.Context) (string, error) {
-	c, ok := authn.ClaimsFrom(ctx)
-	if !ok {
-		return "", connect.NewError(connect.CodeUnauthenticated, errors.New("missing or invalid access token"))
-	}
-	if c.Kind != tokens.KindUser {
-		return "", connect.NewError(connect.CodePermissionDenied, errors.New("only a signed-in user may manage API tokens"))
-	}
-	return c.Subject, nil
 }
 
 func tokenMessage(r redisstore.APIToken) *tsv1.Token {

@@ -82,12 +82,16 @@ func (b *batcher) work() {
 // never got an answer (ctx ended, store closed). The calls of one op keep
 // their order within the pipeline.
 //
-// When ctx carries prechecks (WithPrechecks), read-only calls take the ones
-// not yet sent along in the same op, and calls that write are sent only
-// after every precheck has passed; either way run returns ErrRefused, and
-// no results, when one refuses.
+// run sends no prechecks; see gated.
 func (b *batcher) run(ctx context.Context, calls ...scriptCall) ([]redis.Cmder, error) {
-	checks := prechecksFrom(ctx)
+	return b.gated(ctx, nil, calls...)
+}
+
+// gated is run behind a request's gate: read-only calls take the prechecks
+// not yet sent along in the same op, and calls that write are sent only
+// after every precheck has passed; either way gated returns ErrRefused, and
+// no results, when one refuses.
+func (b *batcher) gated(ctx context.Context, checks Gate, calls ...scriptCall) ([]redis.Cmder, error) {
 	if len(checks) == 0 {
 		return b.send(ctx, calls)
 	}

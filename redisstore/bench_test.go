@@ -53,7 +53,7 @@ func BenchmarkRotateRefresh(b *testing.B) {
 			return
 		}
 		for pb.Next() {
-			next, _, err := s.RotateRefresh(b.Context(), cur.Token, time.Hour, 0)
+			next, _, err := s.RotateRefresh(b.Context(), cur.Token, rot(time.Hour, 0))
 			if err != nil {
 				b.Error(err)
 				return
@@ -139,7 +139,7 @@ func BenchmarkGetM2MTokens(b *testing.B) {
 	b.SetParallelism(16)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if got, err := s.GetM2MTokens(b.Context(), "1", ids); err != nil || len(got) != len(ids) {
+			if got, err := s.GetM2MTokens(b.Context(), nil, "1", ids); err != nil || len(got) != len(ids) {
 				b.Error(len(got), err)
 				return
 			}

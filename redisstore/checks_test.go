@@ -1,6 +1,9 @@
 package redisstore
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Shorthands for the tests: each precheck settled on its own, as the
 // revocation checks settle it (server.revoked).
@@ -23,4 +26,18 @@ func (s *Store) APITokenActive(ctx context.Context, id string) (bool, error) {
 // M2MCheck, settled on its own.
 func (s *Store) M2MBlacklisted(ctx context.Context, owner, id string) (bool, error) {
 	return Settle(ctx, s.M2MCheck(owner, id))
+}
+
+// rot is a Rotation with successor lifetime ttl and reuse grace window
+// grace, replays in the window not capped in practice, and no absolute
+// session lifetime.
+func rot(ttl, grace time.Duration) Rotation {
+	return Rotation{TTL: ttl, Grace: grace, MaxReplays: 100}
+}
+
+// sameSession compares what a session stands for, not when its family was
+// created (which RotateRefresh reports and the tests cannot know).
+func sameSession(a, b Session) bool {
+	a.Created, b.Created = 0, 0
+	return a == b
 }

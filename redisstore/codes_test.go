@@ -68,7 +68,7 @@ func runCodeConformance(t *testing.T, newStore func(t *testing.T) (*Store, redis
 		if d := c.PTTL(ctx, s.keys.family(fam)).Val(); d <= 2*hour-time.Minute || d > 2*hour {
 			t.Errorf("family PTTL %v, want about 2h", d)
 		}
-		next, sess, err := s.RotateRefresh(ctx, rt.Token, hour, 0)
+		next, sess, err := s.RotateRefresh(ctx, rt.Token, rot(hour, 0))
 		if err != nil || next.FamilyID != fam || sess.UserID != "7" || sess.ClientID != "1001" || sess.Scope != "read" ||
 			sess.AuthTime != want.IssuedAt.Unix() {
 			t.Errorf("rotate the exchanged refresh token: %+v %+v %v", next, sess, err)
@@ -161,7 +161,7 @@ func runCodeConformance(t *testing.T, newStore func(t *testing.T) (*Store, redis
 		if active, err := s.FamilyActive(ctx, fam); active || err != nil {
 			t.Errorf("FamilyActive after a replay = %v, %v; want revoked", active, err)
 		}
-		if _, _, err := s.RotateRefresh(ctx, rt.Token, hour, 0); !errors.Is(err, ErrRevoked) {
+		if _, _, err := s.RotateRefresh(ctx, rt.Token, rot(hour, 0)); !errors.Is(err, ErrRevoked) {
 			t.Errorf("refresh token of a replayed code: %v, want ErrRevoked", err)
 		}
 		if d := c.PTTL(ctx, codeKey(s, code)).Val(); d <= 0 || d > ttl {

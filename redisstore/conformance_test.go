@@ -101,14 +101,14 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 		if d := time.Until(rt.ExpiresAt); d < hour-time.Minute || d > hour {
 			t.Errorf("ExpiresAt in %v, want about 1h", d)
 		}
-		next, got, err := s.RotateRefresh(ctx, rt.Token, 2*hour, 0)
+		next, got, err := s.RotateRefresh(ctx, rt.Token, rot(2*hour, 0))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if next.Token == rt.Token || next.FamilyID != rt.FamilyID {
 			t.Errorf("successor %+v of %+v: want a new token in the same family", next, rt)
 		}
-		if got != sess {
+		if !sameSession(got, sess) {
 			t.Errorf("session = %+v, want %+v", got, sess)
 		}
 		state, err := c.HGet(ctx, s.keys.refresh(rt.FamilyID, hashToken(rt.Token)), "state").Result()
@@ -119,7 +119,7 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 			t.Errorf("family TTL %v, want extended to the newest token's 2h", pttl)
 		}
 		// The successor rotates in turn.
-		if _, _, err := s.RotateRefresh(ctx, next.Token, hour, 0); err != nil {
+		if _, _, err := s.RotateRefresh(ctx, next.Token, rot(hour, 0)); err != nil {
 			t.Errorf("rotate successor: %v", err)
 		}
 	})
@@ -128,24 +128,116 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 		s, _ := newStore(t)
 		ctx := t.Context()
 		rt := mustCreate(t, s, sess)
-		a, _, err := s.RotateRefresh(ctx, rt.Token, hour, hour)
+		a, _, err := s.RotateRefresh(ctx, rt.Token, rot(hour, hour))
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, got, err := s.RotateRefresh(ctx, rt.Token, hour, hour)
+		b, got, err := s.RotateRefresh(ctx, rt.Token, rot(hour, hour))
 		if err != nil {
 			t.Fatalf("second rotation within grace: %v", err)
 		}
-		if b.Token == a.Token || got != sess {
+		if b.Token == a.Token || !sameSession(got, sess) {
 			t.Errorf("second successor %q (first %q), session %+v", b.Token, a.Token, got)
 		}
 		if ok, err := s.FamilyActive(ctx, rt.FamilyID); !ok || err != nil {
 			t.Errorf("FamilyActive = %v, %v; want true", ok, err)
 		}
-		for _, tok := range []string{a.Token, b.Token} {
-			if _, _, err := s.RotateRefresh(ctx, tok, hour, hour); err != nil {
-				t.Errorf("rotate a successor: %v", err)
+		// The family never forks: once one successor is used, its sibling is
+		// dead, and presenting it is reuse.
+		a2, _, err := s.RotateRefresh(ctx, a.Token, rot(hour, hour))
+		if err != nil {
+			t.Fatalf("rotate the first successor: %v", err)
+		}
+		if _, _, err := s.RotateRefresh(ctx, b.Token, rot(hour, hour)); !errors.Is(err, ErrReused) {
+			t.Errorf("rotate the dead sibling: %v, want ErrReused", err)
+		}
+		if _, _, err := s.RotateRefresh(ctx, a2.Token, rot(hour, hour)); !errors.Is(err, ErrRevoked) {
+			t.Errorf("the surviving branch after the sibling's reuse: %v, want ErrRevoked", err)
+		}
+	})
+
+	t.Run("ReplayAfterSuccessorUsed", func(t *testing.T) {
+		// Inside the grace window, a consumed token whose successor has been
+		// used gets nothing: that would start a second branch.
+		s, _ := newStore(t)
+		ctx := t.Context()
+		rt := mustCreate(t, s, sess)
+		a, _, err := s.RotateRefresh(ctx, rt.Token, rot(hour, hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.RotateRefresh(ctx, a.Token, rot(hour, hour)); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.RotateRefresh(ctx, rt.Token, rot(hour, hour)); !errors.Is(err, ErrReused) {
+			t.Errorf("replay of a token whose successor was used: %v, want ErrReused", err)
+		}
+	})
+
+	t.Run("GraceReplaysCapped", func(t *testing.T) {
+		s, _ := newStore(t)
+		ctx := t.Context()
+		rt := mustCreate(t, s, sess)
+		r := Rotation{TTL: hour, Grace: hour, MaxReplays: 2}
+		for i := range 3 { // the first use and two replays
+			if _, _, err := s.RotateRefresh(ctx, rt.Token, r); err != nil {
+				t.Fatalf("use %d: %v", i+1, err)
 			}
+		}
+		if _, _, err := s.RotateRefresh(ctx, rt.Token, r); !errors.Is(err, ErrReused) {
+			t.Errorf("third replay: %v, want ErrReused", err)
+		}
+	})
+
+	t.Run("SessionMaxLifetime", func(t *testing.T) {
+		s, c := newStore(t)
+		ctx := t.Context()
+		rt := mustCreate(t, s, sess)
+		r := Rotation{TTL: hour, MaxLifetime: 3 * time.Second}
+		next, got, err := s.RotateRefresh(ctx, rt.Token, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if end := got.End(r.MaxLifetime); end.IsZero() || next.ExpiresAt.After(end) {
+			t.Errorf("successor expires %v, after the session's end %v", next.ExpiresAt, end)
+		}
+		if ttl := c.PTTL(ctx, s.keys.family(rt.FamilyID)).Val(); ttl > 3*time.Second {
+			t.Errorf("family TTL %v: rotation extended it past the session's end", ttl)
+		}
+		advance(c, 3100*time.Millisecond)
+		if _, _, err := s.RotateRefresh(ctx, next.Token, r); !errors.Is(err, ErrNotFound) {
+			t.Errorf("rotation past the session's end: %v, want ErrNotFound", err)
+		}
+	})
+
+	t.Run("AssertionOnce", func(t *testing.T) {
+		t.Parallel()
+		s, c := newStore(t)
+		ctx := t.Context()
+		until := time.Now().Add(2 * time.Second)
+		const n = 8
+		fresh := make([]bool, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				var err error
+				if fresh[i], err = s.UseAssertionID(ctx, "https://idp.example", "a1", until); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		if k := len(slices.DeleteFunc(fresh, func(f bool) bool { return !f })); k != 1 {
+			t.Errorf("%d of %d concurrent uses of one assertion were fresh, want 1", k, n)
+		}
+		if ok, err := s.UseAssertionID(ctx, "https://other.example", "a1", until); !ok || err != nil {
+			t.Errorf("another issuer's jti a1: %v, %v; want fresh", ok, err)
+		}
+		if ttl := c.PTTL(ctx, s.keys.assertionID("https://idp.example", "a1")).Val(); ttl <= 0 || ttl > 2*time.Second {
+			t.Errorf("assertion id TTL %v, want the assertion's remaining lifetime", ttl)
+		}
+		if ok, _ := s.UseAssertionID(ctx, "https://idp.example", "old", time.Now().Add(-time.Second)); ok {
+			t.Error("an expired assertion was fresh")
 		}
 	})
 
@@ -153,18 +245,18 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 		s, _ := newStore(t)
 		ctx := t.Context()
 		rt := mustCreate(t, s, sess)
-		next, _, err := s.RotateRefresh(ctx, rt.Token, hour, 0)
+		next, _, err := s.RotateRefresh(ctx, rt.Token, rot(hour, 0))
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, got, err := s.RotateRefresh(ctx, rt.Token, hour, 0)
+		_, got, err := s.RotateRefresh(ctx, rt.Token, rot(hour, 0))
 		if !errors.Is(err, ErrReused) {
 			t.Fatalf("reuse: err = %v, want ErrReused", err)
 		}
-		if got != sess {
+		if !sameSession(got, sess) {
 			t.Errorf("session with ErrReused = %+v", got)
 		}
-		if _, _, err := s.RotateRefresh(ctx, next.Token, hour, 0); !errors.Is(err, ErrRevoked) {
+		if _, _, err := s.RotateRefresh(ctx, next.Token, rot(hour, 0)); !errors.Is(err, ErrRevoked) {
 			t.Errorf("successor after reuse: err = %v, want ErrRevoked", err)
 		}
 		if ok, err := s.FamilyActive(ctx, rt.FamilyID); ok || err != nil {
@@ -182,13 +274,13 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 				t.Fatal(err)
 			}
 		}
-		if _, _, err := s.RotateRefresh(ctx, rt.Token, hour, hour); !errors.Is(err, ErrRevoked) {
+		if _, _, err := s.RotateRefresh(ctx, rt.Token, rot(hour, hour)); !errors.Is(err, ErrRevoked) {
 			t.Errorf("rotate revoked: err = %v, want ErrRevoked", err)
 		}
 		if err := s.RevokeFamily(ctx, other.FamilyID); err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := s.RotateRefresh(ctx, other.Token, hour, hour); !errors.Is(err, ErrRevoked) {
+		if _, _, err := s.RotateRefresh(ctx, other.Token, rot(hour, hour)); !errors.Is(err, ErrRevoked) {
 			t.Errorf("rotate after RevokeFamily: err = %v, want ErrRevoked", err)
 		}
 		// Knowing a family id (it is the sid of every access token) is not
@@ -232,11 +324,11 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 			rt.FamilyID + "." + strings.Repeat("A", 43), // right family, wrong secret
 			NewFamilyID() + "." + strings.Repeat("A", 43),
 		} {
-			if _, _, err := s.RotateRefresh(ctx, tok, hour, hour); !errors.Is(err, ErrNotFound) {
+			if _, _, err := s.RotateRefresh(ctx, tok, rot(hour, hour)); !errors.Is(err, ErrNotFound) {
 				t.Errorf("RotateRefresh(%q): err = %v, want ErrNotFound", tok, err)
 			}
 		}
-		if _, _, err := s.RotateRefresh(ctx, rt.Token, hour, hour); err != nil {
+		if _, _, err := s.RotateRefresh(ctx, rt.Token, rot(hour, hour)); err != nil {
 			t.Errorf("failed attempts must not harm the real token: %v", err)
 		}
 	})
@@ -249,7 +341,7 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 		secrets = append(secrets, rt.Token, strings.TrimPrefix(rt.Token, rt.FamilyID+"."))
 		tok := rt.Token
 		for range 3 {
-			next, _, err := s.RotateRefresh(ctx, tok, hour, hour)
+			next, _, err := s.RotateRefresh(ctx, tok, rot(hour, hour))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -272,11 +364,11 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 		s, c := newStore(t)
 		ctx := t.Context()
 		rt := mustCreate(t, s, sess)
-		next, _, err := s.RotateRefresh(ctx, rt.Token, hour, 0)
+		next, _, err := s.RotateRefresh(ctx, rt.Token, rot(hour, 0))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := s.RotateRefresh(ctx, rt.Token, hour, 0); !errors.Is(err, ErrReused) {
+		if _, _, err := s.RotateRefresh(ctx, rt.Token, rot(hour, 0)); !errors.Is(err, ErrReused) {
 			t.Fatal(err)
 		}
 		_ = next
@@ -287,7 +379,7 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 		// Operations on what does not exist must not create keys without TTL.
 		_ = s.RevokeFamily(ctx, NewFamilyID())
 		_, _ = s.FamilyActive(ctx, NewFamilyID())
-		_, _, _ = s.RotateRefresh(ctx, NewFamilyID()+"."+strings.Repeat("A", 43), hour, 0)
+		_, _, _ = s.RotateRefresh(ctx, NewFamilyID()+"."+strings.Repeat("A", 43), rot(hour, 0))
 		if _, err := s.LimitTake(ctx, hour, LimitGroup{Tag: "1.2.3.4", Limits: []Limit{{"bob", 3}, {"addr", 3}}}); err != nil {
 			t.Fatal(err)
 		}
@@ -315,7 +407,7 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 			t.Fatal(err)
 		}
 		advance(c, 1100*time.Millisecond)
-		if _, _, err := s.RotateRefresh(ctx, rt.Token, hour, hour); !errors.Is(err, ErrNotFound) {
+		if _, _, err := s.RotateRefresh(ctx, rt.Token, rot(hour, hour)); !errors.Is(err, ErrNotFound) {
 			t.Errorf("expired token: err = %v, want ErrNotFound", err)
 		}
 		if ok, err := s.FamilyActive(ctx, rt.FamilyID); ok || err != nil {
@@ -337,7 +429,7 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 		for i := range n {
 			wg.Go(func() {
 				<-start
-				_, _, errs[i] = s.RotateRefresh(ctx, rt.Token, hour, 0)
+				_, _, errs[i] = s.RotateRefresh(ctx, rt.Token, rot(hour, 0))
 			})
 		}
 		close(start)
@@ -445,7 +537,7 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 		if err := c.ScriptFlush(ctx).Err(); err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := s.RotateRefresh(ctx, rt.Token, hour, 0); err != nil {
+		if _, _, err := s.RotateRefresh(ctx, rt.Token, rot(hour, 0)); err != nil {
 			t.Errorf("rotate after SCRIPT FLUSH: %v", err)
 		}
 		if err := c.ScriptFlush(ctx).Err(); err != nil {
@@ -576,7 +668,7 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 		if err := s.CreateM2MToken(ctx, m2m("alice", "a3", hour)); !errors.Is(err, ErrLimit) {
 			t.Fatalf("4th token: %v, want ErrLimit", err)
 		}
-		if got, _ := s.GetM2MTokens(ctx, "alice", []string{"a3"}); len(got) != 0 || c.ZCard(ctx, s.keys.m2mIndex("alice")).Val() != 3 {
+		if got, _ := s.GetM2MTokens(ctx, nil, "alice", []string{"a3"}); len(got) != 0 || c.ZCard(ctx, s.keys.m2mIndex("alice")).Val() != 3 {
 			t.Fatal("a refused token was written")
 		}
 		if err := s.CreateM2MToken(ctx, m2m("bob", "b0", hour)); err != nil {
@@ -623,7 +715,7 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 		if err := s.CreateM2MToken(ctx, want); err != nil {
 			t.Fatal(err)
 		}
-		got, err := s.GetM2MTokens(ctx, "alice", []string{"tok1", "nope", "bad id{x}"})
+		got, err := s.GetM2MTokens(ctx, nil, "alice", []string{"tok1", "nope", "bad id{x}"})
 		if err != nil || len(got) != 1 {
 			t.Fatalf("GetM2MTokens = %v, %v", got, err)
 		}
@@ -638,7 +730,7 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 			t.Errorf("record PTTL %v, want the token's 1h", d)
 		}
 		// Another owner sees nothing of alice's.
-		if got, err := s.GetM2MTokens(ctx, "bob", []string{"tok1"}); err != nil || len(got) != 0 {
+		if got, err := s.GetM2MTokens(ctx, nil, "bob", []string{"tok1"}); err != nil || len(got) != 0 {
 			t.Errorf("bob reads alice's token: %v, %v", got, err)
 		}
 		// 1,234 tokens list in batches of at most 500, each once.
@@ -649,7 +741,7 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 		}
 		seen := map[string]int{}
 		batches := 0
-		err = s.ListM2MTokens(ctx, "alice", func(b []M2MToken) error {
+		err = s.ListM2MTokens(ctx, nil, "alice", func(b []M2MToken) error {
 			batches++
 			if len(b) > m2mBatch {
 				t.Errorf("batch of %d", len(b))
@@ -662,7 +754,7 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 		if err != nil || len(seen) != 1234 || batches < 3 {
 			t.Errorf("listed %d tokens in %d batches, err %v; want 1234 in ≥ 3", len(seen), batches, err)
 		}
-		if err := s.ListM2MTokens(ctx, "bob", func(b []M2MToken) error {
+		if err := s.ListM2MTokens(ctx, nil, "bob", func(b []M2MToken) error {
 			t.Errorf("bob lists %d tokens", len(b))
 			return nil
 		}); err != nil {
@@ -694,7 +786,7 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 		if total != 800 || c.SCard(ctx, s.keys.m2mOwners()).Val() != 4 {
 			t.Errorf("%d indexed, %d owners; want 800, 4", total, c.SCard(ctx, s.keys.m2mOwners()).Val())
 		}
-		got, err := s.GetM2MTokens(ctx, "o1", []string{"c01_24", "c05_00"})
+		got, err := s.GetM2MTokens(ctx, nil, "o1", []string{"c01_24", "c05_00"})
 		if err != nil || len(got) != 2 {
 			t.Errorf("records: %v, %v", got, err)
 		}
@@ -728,7 +820,7 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 		if bl, err := s.M2MBlacklisted(ctx, "alice", "live1"); err != nil || !bl {
 			t.Errorf("live1 not blacklisted: %v, %v", bl, err)
 		}
-		got, _ := s.GetM2MTokens(ctx, "alice", []string{"live1"})
+		got, _ := s.GetM2MTokens(ctx, nil, "alice", []string{"live1"})
 		if len(got) != 1 || !got[0].Blacklisted() || got[0].Version != 2 {
 			t.Errorf("live1 after blacklisting: %+v", got)
 		}
@@ -739,7 +831,7 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 		if err != nil || b != 1 || d != 1 {
 			t.Fatalf("delete all: %d, %d, %v; want 1, 1", b, d, err)
 		}
-		got, _ = s.GetM2MTokens(ctx, "alice", []string{"live1"})
+		got, _ = s.GetM2MTokens(ctx, nil, "alice", []string{"live1"})
 		if len(got) != 1 || !got[0].Blacklisted() || got[0].Version != 2 {
 			t.Errorf("blacklisting is once: live1 %+v", got)
 		}
@@ -754,11 +846,12 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 		ctx := t.Context()
 		sent := &commandCounter{}
 		c.AddHook(sent)
-		for _, id := range []string{"live1", "live2", "gone1"} {
+		for _, id := range []string{"live1", "live2", "gone1", "lost1"} {
 			if err := s.CreateM2MToken(ctx, m2m("alice", id, hour)); err != nil {
 				t.Fatal(err)
 			}
 		}
+		c.Del(ctx, s.keys.m2mToken("alice", "lost1")) // as if Redis had lost it
 		if _, _, err := s.DeleteM2MTokens(ctx, "alice", []string{"gone1"}); err != nil {
 			t.Fatal(err)
 		}
@@ -767,12 +860,12 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 		// and settling it afterwards sends nothing.
 		pass := s.M2MCheck("alice", "live1")
 		before := sent.n.Load()
-		got, err := s.GetM2MTokens(WithPrechecks(ctx, pass), "alice", []string{"live1", "live2"})
+		got, err := s.GetM2MTokens(ctx, Gate{pass}, "alice", []string{"live1", "live2"})
 		if err != nil || len(got) != 2 {
 			t.Fatalf("read with a passing precheck: %v, %v", got, err)
 		}
 		if n := sent.n.Load() - before; n != 3 {
-			t.Errorf("read with its precheck sent %d commands, want 3 (SISMEMBER + 2 HGETALL)", n)
+			t.Errorf("read with its precheck sent %d commands, want 3 (HGET + 2 HGETALL)", n)
 		}
 		if refused, err := Settle(ctx, pass); refused || err != nil {
 			t.Errorf("Settle after the read = %v, %v; want a pass", refused, err)
@@ -782,22 +875,10 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 		}
 
 		// A refusing check: the read's results are dropped.
-		got, err = s.GetM2MTokens(WithPrechecks(ctx, s.M2MCheck("alice", "gone1")), "alice", []string{"live1"})
+		got, err = s.GetM2MTokens(ctx, Gate{s.M2MCheck("alice", "gone1")}, "alice", []string{"live1"})
 		if !errors.Is(err, ErrRefused) || got != nil {
 			t.Errorf("read with a refusing precheck: %v, %v; want ErrRefused", got, err)
 		}
-		// A write waits for the verdict: refused, it is never sent.
-		err = s.CreateM2MToken(WithPrechecks(ctx, s.M2MCheck("alice", "gone1")), m2m("alice", "new1", hour))
-		if !errors.Is(err, ErrRefused) {
-			t.Errorf("write with a refusing precheck: %v; want ErrRefused", err)
-		}
-		if got, _ := s.GetM2MTokens(ctx, "alice", []string{"new1"}); len(got) != 0 {
-			t.Errorf("a refused request's write was applied: %+v", got)
-		}
-		if err := s.CreateM2MToken(WithPrechecks(ctx, s.M2MCheck("alice", "live2")), m2m("alice", "new2", hour)); err != nil {
-			t.Errorf("write with a passing precheck: %v", err)
-		}
-
 		// Sessions and API tokens: unknown or malformed ids are refused, a
 		// malformed one without asking Redis.
 		rt, err := s.CreateRefresh(ctx, sess, hour)
@@ -812,14 +893,18 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 			"unknown session":   {s.SessionCheck(NewFamilyID()), true},
 			"unknown API token": {s.APITokenCheck("Yp3nQm0yJ4aSgG7bq0nW1w"), true},
 			"blacklisted M2M":   {s.M2MCheck("alice", "gone1"), true},
-			"another's M2M":     {s.M2MCheck("bob", "live1"), false},
+			"live M2M":          {s.M2MCheck("alice", "live2"), false},
+			// An M2M token whose record is missing — another owner's, or
+			// state Redis lost — is refused: the check fails closed.
+			"another's M2M": {s.M2MCheck("bob", "live1"), true},
+			"lost M2M":      {s.M2MCheck("alice", "lost1"), true},
 		} {
 			if refused, err := Settle(ctx, tc.p); refused != tc.want || err != nil {
 				t.Errorf("%s: Settle = %v, %v; want %v", name, refused, err, tc.want)
 			}
 		}
 		before = sent.n.Load()
-		if refused, err := Settle(ctx, s.SessionCheck("not-a-family"), s.APITokenCheck("no/such id")); !refused || err != nil {
+		if refused, err := Settle(ctx, s.SessionCheck("not-a-family"), s.APITokenCheck("no/such id"), s.M2MCheck("alice", "bad id")); !refused || err != nil {
 			t.Errorf("malformed ids: Settle = %v, %v; want refused", refused, err)
 		}
 		if n := sent.n.Load() - before; n != 0 {
@@ -887,12 +972,12 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 		checks := map[string]func() error{
 			"Ping":          func() error { return s.Ping(ctx) },
 			"CreateRefresh": func() error { _, err := s.CreateRefresh(ctx, sess, hour); return err },
-			"RotateRefresh": func() error { _, _, err := s.RotateRefresh(ctx, tok, hour, 0); return err },
+			"RotateRefresh": func() error { _, _, err := s.RotateRefresh(ctx, tok, rot(hour, 0)); return err },
 			"RevokeRefresh": func() error { return s.RevokeRefresh(ctx, tok) },
 			"FamilyActive":  func() error { _, err := s.FamilyActive(ctx, NewFamilyID()); return err },
 			"M2MCheck":      func() error { _, err := Settle(ctx, s.M2MCheck("alice", "live1")); return err },
 			"precheck carried by a read": func() error {
-				_, err := s.GetM2MTokens(WithPrechecks(ctx, s.M2MCheck("alice", "live1")), "alice", []string{"live1"})
+				_, err := s.GetM2MTokens(ctx, Gate{s.M2MCheck("alice", "live1")}, "alice", []string{"live1"})
 				return err
 			},
 			"LimitTake": func() error {

@@ -31,10 +31,12 @@
 //	P:rt:{fam}:family            HASH    as long as the family's newest     CreateRefresh, RotateRefresh,
 //	                                     token (rotation extends it)        RevokeRefresh, RevokeFamily,
 //	                                                                        ExchangeCode
-//	  fields: user, client, scope, auth_time (unix s), created (unix s), revoked ("0"/"1")
+//	  fields: user, client, scope, auth_time (unix s), created (unix s), revoked ("0"/"1"),
+//	  gen (rotations so far; missing = 0)
 //	P:rt:{fam}:t:sha256(token)   HASH    the token's lifetime (kept after   CreateRefresh, RotateRefresh,
 //	                                     use, to detect reuse)              ExchangeCode
-//	  fields: state ("active"/"used"), used_at (unix ms, Redis clock)
+//	  fields: state ("active"/"used"), used_at (unix ms, Redis clock), gen (the family's gen it was
+//	  issued at; missing = 0), replays (grace-window replays so far)
 //	P:rt:{fam}:code:sha256(code) HASH    tokens.code_ttl; kept after use    CreateCode, ExchangeCode
 //	                                     until then, to detect replays
 //	  fields: user, client, redirect, scope, challenge, method (PKCE, "" when none), issued (unix s),
@@ -57,10 +59,13 @@
 //	  members: the owner's M2M token ids, scored by expiry (unix s; +inf = never)
 //	P:m2m:{h(owner)}:bl          SET     none; members removed with their   DeleteM2MTokens, SweepM2M
 //	                                     index entry once expired
-//	  members: the owner's blacklisted M2M token ids (the bearer check's SISMEMBER)
+//	  members: the owner's blacklisted M2M token ids (the bearer check reads the record's bl, and
+//	  refuses a token whose record is missing)
 //	P:m2m:owners                 SET     none; owners with an empty index   CreateM2MToken, SweepM2M
 //	                                     are removed by SweepM2M
 //	  members: h(owner) of every owner with indexed M2M tokens (what the sweep walks)
+//	P:ajti:{h(iss NUL jti)}      STRING  the client assertion's expiry      UseAssertionID
+//	  value: "1" while a foreign client assertion (issuer, jti) is unexpired: it is accepted once
 //
 // The scripts behind those methods: create_refresh.lua, rotate_refresh.lua,
 // revoke_refresh.lua, revoke_family.lua, create_code.lua, exchange_code.lua,

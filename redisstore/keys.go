@@ -15,11 +15,12 @@ import (
 type keys struct{ prefix string }
 
 // family: HASH user, client, scope, auth_time (unix s), created (unix s),
-// revoked ("0"/"1"). TTL: as long as the family's newest refresh token.
+// revoked ("0"/"1"), gen (rotations so far). TTL: as long as the family's newest refresh token.
 // Written by create_refresh.lua, rotate_refresh.lua, revoke_family.lua.
 func (k keys) family(fam string) string { return k.prefix + ":rt:{" + fam + "}:family" }
 
-// refresh: HASH state ("active"/"used"), used_at (unix ms, once used).
+// refresh: HASH state ("active"/"used"), used_at (unix ms, once used), gen
+// (the family's gen it was issued at), replays (grace-window replays).
 // Named by the hex SHA-256 of the token, never the token. TTL: the token's
 // lifetime. Written by create_refresh.lua, rotate_refresh.lua.
 func (k keys) refresh(fam, tokenHash string) string {
@@ -93,6 +94,14 @@ func (k keys) m2mBlacklistOf(ownerDigest string) string {
 // m2mOwners: SET of the digests of owners with indexed tokens, for the
 // sweep. An owner is removed when its index is empty.
 func (k keys) m2mOwners() string { return k.prefix + ":m2m:owners" }
+
+// assertionID: STRING "1", present while a foreign client assertion with
+// this issuer and jti is unexpired, so that it is accepted once. Named by
+// the digest of both. TTL: the assertion's expiry (plus leeway). Written by
+// UseAssertionID.
+func (k keys) assertionID(issuer, jti string) string {
+	return k.prefix + ":ajti:{" + digest(issuer+"\x00"+jti) + "}"
+}
 
 // digest is a short hex SHA-256 of user input, for use inside key names.
 func digest(s string) string {

@@ -90,8 +90,9 @@ func (s *Store) CreateM2MToken(ctx context.Context, rec M2MToken) error {
 }
 
 // GetM2MTokens returns the owner's tokens among ids (in that order; ids
-// that are unknown, expired, malformed or another owner's are left out).
-func (s *Store) GetM2MTokens(ctx context.Context, owner string, ids []string) ([]M2MToken, error) {
+// that are unknown, expired, malformed or another owner's are left out),
+// behind gate: ErrRefused when one of its prechecks refuses.
+func (s *Store) GetM2MTokens(ctx context.Context, gate Gate, owner string, ids []string) ([]M2MToken, error) {
 	var valid []string
 	for _, id := range ids {
 		if validID(id) {
@@ -101,7 +102,7 @@ func (s *Store) GetM2MTokens(ctx context.Context, owner string, ids []string) ([
 	var out []M2MToken
 	for len(valid) > 0 {
 		n := min(len(valid), m2mBatch)
-		batch, err := s.m2mRecords(ctx, owner, valid[:n])
+		batch, err := s.m2mRecords(ctx, gate, owner, valid[:n])
 		if err != nil {
 			return nil, err
 		}
@@ -115,8 +116,9 @@ func (s *Store) GetM2MTokens(ctx context.Context, owner string, ids []string) ([
 // 500 at a time (ZSCAN over the owner's index), so an owner with a million
 // tokens is listed in bounded memory. Like SCAN, a token created or deleted
 // during the listing may or may not appear; every token present throughout
-// appears once or, rarely, twice.
-func (s *Store) ListM2MTokens(ctx context.Context, owner string, f func([]M2MToken) error) error {
+// appears once or, rarely, twice. The reads go behind gate (see
+// GetM2MTokens).
+func (s *Store) ListM2MTokens(ctx context.Context, gate Gate, owner string, f func([]M2MToken) error) error {
 	idx := s.keys.m2mIndex(owner)
 	var cursor uint64
 	for {
@@ -130,7 +132,7 @@ func (s *Store) ListM2MTokens(ctx context.Context, owner string, f func([]M2MTok
 		}
 		for len(ids) > 0 { // COUNT is a hint: a step may return a few more
 			n := min(len(ids), m2mBatch)
-			batch, err := s.m2mRecords(ctx, owner, ids[:n])
+			batch, err := s.m2mRecords(ctx, gate, owner, ids[:n])
 			if err != nil {
 				return err
 			}
@@ -148,9 +150,9 @@ func (s *Store) ListM2MTokens(ctx context.Context, owner string, f func([]M2MTok
 	}
 }
 
-// m2mRecords reads the records of ids in one pipeline, leaving out those
-// that are gone (expired).
-func (s *Store) m2mRecords(ctx context.Context, owner string, ids []string) ([]M2MToken, error) {
+// m2mRecords reads the records of ids in one pipeline behind gate, leaving
+// out those that are gone (expired).
+func (s *Store) m2mRecords(ctx context.Context, gate Gate, owner string, ids []string) ([]M2MToken, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
@@ -160,7 +162,7 @@ func (s *Store) m2mRecords(ctx context.Context, owner string, ids []string) ([]M
 		key := s.keys.m2mTokenOf(d, id)
 		calls[i] = command(func(p redis.Pipeliner) redis.Cmder { return p.HGetAll(ctx, key) })
 	}
-	cmds, err := s.batch.run(ctx, calls...)
+	cmds, err := s.batch.gated(ctx, gate, calls...)
 	if err != nil {
 		return nil, wrap("read M2M tokens", err)
 	}

@@ -16,12 +16,13 @@ var ErrRefused = errors.New("redisstore: request refused by its precheck")
 // token revoked?) and that can ride along with the request's own first read
 // instead of costing a round trip of its own before the request starts.
 //
-// WithPrechecks puts prechecks in a request's context. The first read-only
-// store call made with that context (through the batcher) sends them in its
-// own pipeline and returns ErrRefused, its results dropped, when one refuses.
-// A call that writes waits for their verdict before it is sent, so a refused
-// request changes nothing in Redis. Settle returns the verdict, running the
-// prechecks no call has carried yet.
+// A request's prechecks form its Gate, which its handler passes explicitly
+// to the store calls that accept one (GetM2MTokens, ListM2MTokens). The
+// first read-only call sends them in its own pipeline and returns
+// ErrRefused, its results dropped, when one refuses. A call that writes
+// waits for their verdict before it is sent, so a refused request changes
+// nothing in Redis. Settle returns the verdict, running the prechecks no
+// call has carried yet.
 //
 // A Precheck is settled once and is then only read; it is safe for
 // concurrent use.
@@ -78,21 +79,9 @@ func (p *Precheck) wait(ctx context.Context) (bool, error) {
 	}
 }
 
-type prechecksKey struct{}
-
-// WithPrechecks returns ctx carrying prechecks for the store calls made with
-// it (see Precheck).
-func WithPrechecks(ctx context.Context, checks ...*Precheck) context.Context {
-	if len(checks) == 0 {
-		return ctx
-	}
-	return context.WithValue(ctx, prechecksKey{}, checks)
-}
-
-func prechecksFrom(ctx context.Context) []*Precheck {
-	checks, _ := ctx.Value(prechecksKey{}).([]*Precheck)
-	return checks
-}
+// Gate is the prechecks of one request (see Precheck); nil lets every call
+// through.
+type Gate []*Precheck
 
 // Settle returns the verdict of checks: refused when any refuses, or the
 // first error reaching Redis. The checks no store call has carried yet are
@@ -147,16 +136,23 @@ func verdict(ctx context.Context, checks []*Precheck) (bool, error) {
 	return false, first
 }
 
-// M2MCheck is the precheck of an M2M access token: refused when the owner's
-// blacklist holds its id (one SISMEMBER).
+// M2MCheck is the precheck of an M2M access token: refused when its record
+// is blacklisted or missing (one HGET). A missing record is refused, not
+// passed: a token whose state Redis lost must never become good again.
 func (s *Store) M2MCheck(owner, id string) *Precheck {
-	key := s.keys.m2mBlacklist(owner)
-	return s.precheck(func(p redis.Pipeliner) redis.Cmder { return p.SIsMember(context.Background(), key, id) },
+	if owner == "" || !validID(id) {
+		return s.refusedPrecheck()
+	}
+	key := s.keys.m2mToken(owner, id)
+	return s.precheck(func(p redis.Pipeliner) redis.Cmder { return p.HGet(context.Background(), key, "bl") },
 		func(c redis.Cmder) (bool, error) {
-			if err := c.Err(); err != nil {
-				return false, wrap("check M2M blacklist", err)
+			if err := wrap("check M2M token", c.Err()); err != nil {
+				if errors.Is(err, ErrNotFound) {
+					return true, nil
+				}
+				return false, err
 			}
-			return c.(*redis.BoolCmd).Val(), nil
+			return c.(*redis.StringCmd).Val() != "0", nil
 		})
 }
 

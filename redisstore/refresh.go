@@ -22,6 +22,15 @@ type Session struct {
 	ClientID string // "" for first-party password login
 	Scope    string // space-separated
 	AuthTime int64  // unix seconds of the original login
+	Created  int64  // unix seconds the family was created (set by RotateRefresh)
+}
+
+// Rotation is how RotateRefresh rotates.
+type Rotation struct {
+	TTL         time.Duration // the successor's lifetime
+	Grace       time.Duration // a consumed token may be presented again this long
+	MaxReplays  int           // ... this many times
+	MaxLifetime time.Duration // no rotation takes the session past its creation plus this (0: no limit)
 }
 
 // IssuedRefresh is a refresh token just issued. Token is shown to the client
@@ -124,42 +133,54 @@ func (s *Store) CreateRefresh(ctx context.Context, sess Session, ttl time.Durati
 
 // RotateRefresh atomically (one Lua script) consumes token and issues its
 // successor in the same family:
-//   - an unknown, malformed or expired token is ErrNotFound;
+//   - an unknown, malformed or expired token, or one whose session is past
+//     its absolute lifetime, is ErrNotFound;
 //   - a token of a revoked family is ErrRevoked;
-//   - a token consumed less than grace ago gets a fresh successor anyway
-//     (parallel refreshes from one client);
-//   - a token consumed longer ago revokes the whole family: ErrReused.
+//   - a token consumed less than r.Grace ago, at most r.MaxReplays times and
+//     while none of its successors has been used, gets a fresh successor
+//     anyway (parallel refreshes from one client);
+//   - any other consumed token, or a successor whose sibling was used first
+//     (the family never forks), revokes the whole family: ErrReused.
 //
-// ttl is the successor's lifetime; the family record lives as long as its
-// newest token. The grace window is measured on Redis' clock. With
-// ErrRevoked and ErrReused the family's Session is returned too, for logs.
-func (s *Store) RotateRefresh(ctx context.Context, token string, ttl, grace time.Duration) (IssuedRefresh, Session, error) {
+// The successor lives r.TTL, cut to what is left of the session's
+// r.MaxLifetime; the family record lives as long as its newest token. Time
+// is measured on Redis' clock. With ErrRevoked and ErrReused the family's
+// Session is returned too, for logs.
+func (s *Store) RotateRefresh(ctx context.Context, token string, r Rotation) (IssuedRefresh, Session, error) {
 	fam, hash, ok := parseRefresh(token)
 	if !ok {
 		return IssuedRefresh{}, Session{}, ErrNotFound
 	}
-	if ttl < time.Millisecond {
+	if r.TTL < time.Millisecond {
 		return IssuedRefresh{}, Session{}, errBadTTL
 	}
 	next, nextHash := newRefreshToken(fam)
 	res, err := s.run(ctx, rotateRefreshScript,
 		[]string{s.keys.family(fam), s.keys.refresh(fam, hash), s.keys.refresh(fam, nextHash)},
-		max(grace.Milliseconds(), 0), ttl.Milliseconds()).Slice()
+		max(r.Grace.Milliseconds(), 0), r.TTL.Milliseconds(), max(r.MaxLifetime.Milliseconds(), 0), max(r.MaxReplays, 0)).Slice()
 	if err != nil {
 		return IssuedRefresh{}, Session{}, wrap("rotate refresh token", err)
 	}
 	code, _ := res[0].(int64)
 	var sess Session
-	if len(res) == 5 {
+	if len(res) >= 5 {
 		sess.UserID, _ = res[1].(string)
 		sess.ClientID, _ = res[2].(string)
 		sess.Scope, _ = res[3].(string)
 		at, _ := res[4].(string)
 		sess.AuthTime, _ = strconv.ParseInt(at, 10, 64)
 	}
+	if len(res) >= 6 {
+		created, _ := res[5].(string)
+		sess.Created, _ = strconv.ParseInt(created, 10, 64)
+	}
 	switch code {
 	case 1:
-		return IssuedRefresh{Token: next, FamilyID: fam, ExpiresAt: time.Now().Add(ttl)}, sess, nil
+		exp := time.Now().Add(r.TTL)
+		if end := sess.End(r.MaxLifetime); !end.IsZero() && end.Before(exp) {
+			exp = end
+		}
+		return IssuedRefresh{Token: next, FamilyID: fam, ExpiresAt: exp}, sess, nil
 	case -1:
 		return IssuedRefresh{}, Session{}, ErrNotFound
 	case -2:
@@ -169,6 +190,15 @@ func (s *Store) RotateRefresh(ctx context.Context, token string, ttl, grace time
 	default:
 		return IssuedRefresh{}, Session{}, fmt.Errorf("redisstore: rotate refresh token: unexpected script result %v", res)
 	}
+}
+
+// End is when a session created at sess.Created ends under an absolute
+// lifetime of maxLifetime; zero when either is unknown or none.
+func (sess Session) End(maxLifetime time.Duration) time.Time {
+	if sess.Created == 0 || maxLifetime <= 0 {
+		return time.Time{}
+	}
+	return time.Unix(sess.Created, 0).Add(maxLifetime)
 }
 
 // RevokeRefresh revokes the family of token, if token is one of the family's

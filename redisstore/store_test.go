@@ -110,7 +110,7 @@ func TestOpenEmbedded(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(120 * time.Millisecond)
-	if _, _, err := s.RotateRefresh(ctx, rt.Token, time.Hour, 0); !errors.Is(err, ErrNotFound) {
+	if _, _, err := s.RotateRefresh(ctx, rt.Token, rot(time.Hour, 0)); !errors.Is(err, ErrNotFound) {
 		t.Errorf("rotate an expired token on the embedded server: %v, want ErrNotFound", err)
 	}
 	if err := s.Close(); err != nil {
@@ -143,7 +143,7 @@ func TestRecoverAfterRestart(t *testing.T) {
 	for name, f := range map[string]func() error{
 		"Ping": func() error { return s.Ping(ctx) },
 		"RotateRefresh": func() error {
-			_, _, err := s.RotateRefresh(ctx, rt.Token, time.Hour, 0)
+			_, _, err := s.RotateRefresh(ctx, rt.Token, rot(time.Hour, 0))
 			return err
 		},
 		"LimitTake": func() error {
@@ -167,7 +167,7 @@ func TestRecoverAfterRestart(t *testing.T) {
 		t.Fatalf("Ping after restart: %v", err)
 	}
 	// The append-only file kept the token; the same Store rotates it.
-	next, _, err := s.RotateRefresh(ctx, rt.Token, time.Hour, 0)
+	next, _, err := s.RotateRefresh(ctx, rt.Token, rot(time.Hour, 0))
 	if err != nil {
 		t.Fatalf("rotate after restart: %v", err)
 	}

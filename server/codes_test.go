@@ -148,8 +148,10 @@ func TestCodeFlow(t *testing.T) {
 		t.Errorf("access_expire_at %d, token exp %v", m.AccessExpireAt, exp)
 	}
 
-	// The refresh token rotates with auth.v1 like any other.
-	rt, err := protocols["connect+json"](ts.URL).RefreshToken(ctx, connect.NewRequest(&authv1.RefreshTokenRequest{RefreshToken: m.RefreshToken}))
+	// The refresh token rotates with auth.v1 like any other, the confidential
+	// client authenticating (RFC 6749 §6).
+	rt, err := protocols["connect+json"](ts.URL).RefreshToken(ctx, connect.NewRequest(&authv1.RefreshTokenRequest{
+		RefreshToken: m.RefreshToken, ClientId: "1001", ClientSecret: codeSecret}))
 	if err != nil {
 		t.Fatalf("auth.v1 RefreshToken with the exchanged refresh token: %v", err)
 	}
@@ -157,10 +159,13 @@ func TestCodeFlow(t *testing.T) {
 	if claims["sub"] != "7" || claims["client_id"] != "1001" || claims["scope"] != "read profile" {
 		t.Fatalf("claims after refresh %v", claims)
 	}
-	// The access token is a working bearer token.
-	if _, err := apiClient(ts, m.AccessToken).ListTokens(ctx, connect.NewRequest(&tsv1.ListTokensRequest{})); err != nil {
-		t.Fatalf("exchanged access token as bearer: %v", err)
+	// The access token is active to its client, and delegated: it manages
+	// none of the user's credentials (authz.Table).
+	if got := introspectAs(t, ts, "1001", codeSecret, m.AccessToken); got["active"] != true {
+		t.Fatalf("exchanged access token: introspection %v", got)
 	}
+	_, err = apiClient(ts, m.AccessToken).ListTokens(ctx, connect.NewRequest(&tsv1.ListTokensRequest{}))
+	wantCode(t, err, connect.CodePermissionDenied)
 	if strings.Contains(ts.logs.String(), code) || strings.Contains(ts.logs.String(), codeSecret) {
 		t.Error("a code or client secret reached the log")
 	}
@@ -285,13 +290,19 @@ func TestCodeExpired(t *testing.T) {
 
 // assertSessionRevoked checks that a refresh token no longer refreshes and
 // its access token no longer passes the bearer check.
+// assertSessionRevoked checks that a session of client 1001 is over: its
+// refresh token is refused (with the client's credentials) and its access
+// token is inactive to the client (delegated tokens call no procedure of
+// tokend's own, so introspection is where tokend answers for them).
 func assertSessionRevoked(t *testing.T, ts *testServer, access, refresh string) {
 	t.Helper()
 	ctx := context.Background()
-	_, err := protocols["connect+json"](ts.URL).RefreshToken(ctx, connect.NewRequest(&authv1.RefreshTokenRequest{RefreshToken: refresh}))
+	_, err := protocols["connect+json"](ts.URL).RefreshToken(ctx, connect.NewRequest(&authv1.RefreshTokenRequest{
+		RefreshToken: refresh, ClientId: "1001", ClientSecret: codeSecret}))
 	wantCode(t, err, connect.CodeUnauthenticated)
-	_, err = apiClient(ts, access).ListTokens(ctx, connect.NewRequest(&tsv1.ListTokensRequest{}))
-	wantCode(t, err, connect.CodeUnauthenticated)
+	if got := introspectAs(t, ts, "1001", codeSecret, access); got["active"] != false {
+		t.Errorf("access token of a revoked session: introspection %v, want inactive", got)
+	}
 }
 
 func TestCodeReuseRevokesSession(t *testing.T) {
@@ -317,7 +328,8 @@ func TestCodeReuseRevokesSession(t *testing.T) {
 	}
 	_, err = alice.ExchangeToken(ctx, exchangeReq(code, 1004, codeSecret, codeRedirect, ""))
 	wantCode(t, err, connect.CodeUnauthenticated)
-	if _, err := protocols["connect+json"](ts.URL).RefreshToken(ctx, connect.NewRequest(&authv1.RefreshTokenRequest{RefreshToken: second.Msg.RefreshToken})); err != nil {
+	if _, err := protocols["connect+json"](ts.URL).RefreshToken(ctx, connect.NewRequest(&authv1.RefreshTokenRequest{
+		RefreshToken: second.Msg.RefreshToken, ClientId: "1001", ClientSecret: codeSecret})); err != nil {
 		t.Errorf("another client's attempt revoked the session: %v", err)
 	}
 }

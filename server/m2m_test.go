@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -70,7 +71,7 @@ func (f *foreignIssuer) sign(t *testing.T, claims jwt.MapClaims) string {
 }
 
 // startM2M runs tokend with the M2M clients of these tests: "svc" (secret,
-// owner svc-owner, 1h max), "forever" (no maximum lifetime), "viaassert"
+// owner svc-owner, 1h max), "viaassert"
 // (trusts tokend and the foreign issuer, owner from the assertion), and
 // "other" (another owner).
 func startM2M(t *testing.T, foreign string, edit func(*config.Config)) *testServer {
@@ -79,11 +80,10 @@ func startM2M(t *testing.T, foreign string, edit func(*config.Config)) *testServ
 	redis := redistest.Start(t)
 	return start(t, redis.URL, func(c *config.Config) {
 		base := config.Client{SecretHash: secretHash, GrantTypes: []string{"client_credentials"},
-			Audiences: []string{"api", "billing"}, Scopes: []string{"read", "write"}, AccessTokenLifetime: config.Duration(time.Hour)}
+			Audiences: []string{"api", "billing", c.Issuer}, Scopes: []string{"read", "write"}, AccessTokenLifetime: config.Duration(time.Hour)}
 		svc := base
 		svc.ID, svc.Owner = "svc", "svc-owner"
-		forever := base
-		forever.ID, forever.Owner, forever.AccessTokenLifetime = "forever", "svc-owner", 0
+		svc.ResourceAudiences = []string{c.Issuer} // a resource server for tokend's own tokens: it introspects them
 		other := base
 		other.ID, other.Owner = "other", "other-owner"
 		viaAssert := base
@@ -96,7 +96,7 @@ func startM2M(t *testing.T, foreign string, edit func(*config.Config)) *testServ
 		noGrant.ID, noGrant.Owner, noGrant.GrantTypes = "nogrant", "svc-owner", []string{"refresh_token"}
 		viaAud := viaAssert
 		viaAud.ID, viaAud.AssertionAudiences = "viaaud", []string{"https://tokend.test/m2m", "tokend"}
-		c.Clients = append(c.Clients, svc, forever, other, viaAssert, noGrant, viaAud)
+		c.Clients = append(c.Clients, svc, other, viaAssert, noGrant, viaAud)
 		if edit != nil {
 			edit(c)
 		}
@@ -213,7 +213,7 @@ func TestM2MCreateTokenRules(t *testing.T) {
 			t.Fatalf("%v, %v", got, err)
 		}
 		aud, _ := verifyWithJWKS(t, ts, got.AccessToken)["aud"].([]any)
-		if len(aud) != 2 {
+		if len(aud) != 3 {
 			t.Fatalf("no audience asked: want all the client's, got %v", aud)
 		}
 	})
@@ -235,18 +235,16 @@ func TestM2MCreateTokenRules(t *testing.T) {
 			t.Fatalf("exp %v, want %d", c["exp"], exp)
 		}
 	})
-	t.Run("expiration absent without maximum", func(t *testing.T) {
-		got, err := createM2M(ts, &m2mpb.CreateTokenRequest{ClientId: "forever", ClientSecret: m2mSecret})
+	t.Run("expiration absent: the client's lifetime", func(t *testing.T) {
+		got, err := createM2M(ts, secret(&m2mpb.CreateTokenRequest{}))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.ExpiresIn != 0 {
-			t.Fatalf("expires_in %d, want 0 (no expiry)", got.ExpiresIn)
+		if got.ExpiresIn < 3590 || got.ExpiresIn > 3600 {
+			t.Fatalf("expires_in %d, want the client's 1h", got.ExpiresIn)
 		}
-		parts := strings.Split(got.AccessToken, ".")
-		payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
-		if strings.Contains(string(payload), `"exp"`) {
-			t.Fatalf("token without expiry has exp: %s", payload)
+		if c := verifyWithJWKS(t, ts, got.AccessToken); c["exp"] == nil {
+			t.Fatal("an M2M token without exp")
 		}
 	})
 
@@ -282,13 +280,39 @@ func TestM2MCreateTokenRules(t *testing.T) {
 		wantCode(t, err, connect.CodeUnauthenticated)
 	})
 	t.Run("assertion from a trusted foreign issuer", func(t *testing.T) {
-		a := foreign.sign(t, jwt.MapClaims{"sub": "robot-9", "exp": now.Add(time.Minute).Unix()})
+		claims := jwt.MapClaims{"sub": "robot-9", "exp": now.Add(time.Minute).Unix(), "aud": ts.URL, "jti": "f-1"}
+		a := foreign.sign(t, claims)
 		got, err := assert(a)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c := verifyWithJWKS(t, ts, got.AccessToken); c["owner"] != "robot-9" {
+		// The owner is qualified by its issuer: never a tokend user id, nor
+		// another issuer's subject.
+		if c := verifyWithJWKS(t, ts, got.AccessToken); c["owner"] != foreign.URL+"#robot-9" {
 			t.Fatalf("owner %v", c["owner"])
+		}
+		// Accepted once (RFC 7523 §3): a replay is refused, on every replica.
+		_, err = assert(a)
+		wantCode(t, err, connect.CodeUnauthenticated)
+		for name, edit := range map[string]func(jwt.MapClaims){
+			"no jti":         func(c jwt.MapClaims) { delete(c, "jti") },
+			"no owner claim": func(c jwt.MapClaims) { delete(c, "sub"); c["jti"] = "f-2" },
+			"owner not text": func(c jwt.MapClaims) { c["sub"] = 7; c["jti"] = "f-3" },
+			"no aud":         func(c jwt.MapClaims) { delete(c, "aud"); c["jti"] = "f-4" },
+			"another aud":    func(c jwt.MapClaims) { c["aud"] = "https://api.example"; c["jti"] = "f-5" },
+		} {
+			c := maps.Clone(claims)
+			edit(c)
+			_, err := assert(foreign.sign(t, c))
+			if connect.CodeOf(err) != connect.CodeUnauthenticated {
+				t.Errorf("%s: got %v, want unauthenticated", name, err)
+			}
+		}
+		// The token endpoint's URL names tokend as well as its issuer.
+		c := maps.Clone(claims)
+		c["aud"], c["jti"] = ts.URL+"/oauth/token", "f-6"
+		if _, err := assert(foreign.sign(t, c)); err != nil {
+			t.Errorf("aud naming the token endpoint: %v", err)
 		}
 	})
 	t.Run("assertion from an untrusted issuer", func(t *testing.T) {
@@ -316,25 +340,27 @@ func TestM2MCreateTokenRules(t *testing.T) {
 		}
 		exp := now.Add(time.Minute).Unix()
 		for name, aud := range map[string]any{"string": "tokend", "array": []string{"other", "https://tokend.test/m2m"}} {
-			if err := assertAud(foreign.sign(t, jwt.MapClaims{"sub": "robot-9", "exp": exp, "aud": aud})); err != nil {
-				t.Errorf("aud as %s naming tokend: %v", name, err)
+			if err := assertAud(foreign.sign(t, jwt.MapClaims{"sub": "robot-9", "exp": exp, "aud": aud, "jti": "aud-" + name})); err != nil {
+				t.Errorf("aud as %s naming an accepted value: %v", name, err)
 			}
 		}
 		for name, claims := range map[string]jwt.MapClaims{
-			"no aud":        {"sub": "robot-9", "exp": exp},
-			"another aud":   {"sub": "robot-9", "exp": exp, "aud": []string{"api", "https://tokend.test"}},
-			"aud not texts": {"sub": "robot-9", "exp": exp, "aud": 7},
+			"no aud":        {"sub": "robot-9", "exp": exp, "jti": "aud-1"},
+			"another aud":   {"sub": "robot-9", "exp": exp, "aud": []string{"api", "https://tokend.test"}, "jti": "aud-2"},
+			"aud not texts": {"sub": "robot-9", "exp": exp, "aud": 7, "jti": "aud-3"},
 		} {
 			err := assertAud(foreign.sign(t, claims))
 			if connect.CodeOf(err) != connect.CodeUnauthenticated {
 				t.Errorf("%s: got %v, want unauthenticated", name, err)
 			}
 		}
-		// tokend's own user token is held to it too: its aud is not tokend's.
-		wantCode(t, assertAud(accessToken(t, ts, "alice")), connect.CodeUnauthenticated)
-		// The same assertion passes a client that names no audience.
-		if _, err := assert(foreign.sign(t, jwt.MapClaims{"sub": "robot-9", "exp": exp})); err != nil {
-			t.Fatal(err)
+		// tokend's own user token names tokend's issuer: accepted too.
+		if err := assertAud(accessToken(t, ts, "alice")); err != nil {
+			t.Errorf("tokend's own token: %v", err)
+		}
+		// An extra value is accepted only by the client that names it.
+		if _, err := assert(foreign.sign(t, jwt.MapClaims{"sub": "robot-9", "exp": exp, "aud": "tokend", "jti": "aud-4"})); connect.CodeOf(err) != connect.CodeUnauthenticated {
+			t.Errorf("another client's extra audience: %v, want unauthenticated", err)
 		}
 	})
 	t.Run("assertion of a client that trusts no issuer", func(t *testing.T) {
@@ -411,7 +437,13 @@ func TestM2MOwnersListAndBlacklist(t *testing.T) {
 
 func introspect(t *testing.T, ts *testServer, client, token string) map[string]any {
 	t.Helper()
-	resp := postToken(t, ts, "/oauth/introspect", client, token)
+	return introspectAs(t, ts, client, m2mSecret, token)
+}
+
+// introspectAs introspects token as client with secret.
+func introspectAs(t *testing.T, ts *testServer, client, secret, token string) map[string]any {
+	t.Helper()
+	resp := postTokenAs(t, ts, "/oauth/introspect", client, secret, token)
 	defer resp.Body.Close()
 	var out map[string]any
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
@@ -427,10 +459,15 @@ func introspect(t *testing.T, ts *testServer, client, token string) map[string]a
 // the M2M test secret).
 func postToken(t *testing.T, ts *testServer, path, client, token string) *http.Response {
 	t.Helper()
+	return postTokenAs(t, ts, path, client, m2mSecret, token)
+}
+
+func postTokenAs(t *testing.T, ts *testServer, path, client, secret, token string) *http.Response {
+	t.Helper()
 	form := url.Values{"token": {token}}
 	req, _ := http.NewRequest(http.MethodPost, ts.URL+path, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(client, m2mSecret)
+	req.SetBasicAuth(client, secret)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -447,6 +484,13 @@ func TestIntrospectionAndRevocation(t *testing.T) {
 	user := accessToken(t, ts, "alice")
 	if a := introspect(t, ts, "svc", user); a["active"] != true || a["sub"] != "7" || a["kind"] != "user" {
 		t.Fatalf("user token: %v", a)
+	}
+	// A client sees only tokens issued to it or whose audience it serves
+	// (RFC 7662 §4): "other" serves neither.
+	for _, tok := range []string{user, got.AccessToken} {
+		if a := introspect(t, ts, "other", tok); a["active"] != false || len(a) != 1 {
+			t.Errorf("another client introspects a token it does not serve: %v", a)
+		}
 	}
 	for _, tok := range []string{"garbage", user + "x", got.AccessToken[:len(got.AccessToken)-4] + "AAAA"} {
 		if a := introspect(t, ts, "svc", tok); a["active"] != false {

@@ -22,6 +22,7 @@ import (
 	"github.com/rs/cors"
 
 	"github.com/tokend/tokend/authn"
+	"github.com/tokend/tokend/authz"
 	"github.com/tokend/tokend/clientaddr"
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/gen/auth/authpbconnect"
@@ -50,6 +51,8 @@ type Server struct {
 	store   *redisstore.Store
 	keys    *tokens.KeySet
 	metrics *metrics
+	users   *handlers.Users
+	clients *handlers.Clients
 	handler http.Handler
 	// background tasks that run while the server serves
 	background []func(ctx context.Context)
@@ -130,23 +133,25 @@ func (s *Server) routes() http.Handler {
 	cfg := s.cfg
 	minter := handlers.NewMinter(s.keys, cfg.Issuer)
 	users := handlers.NewUsers(cfg.Users)
+	// One verified-secret cache for every client authentication: only the
+	// first call with a secret pays the slow hash.
+	clients := handlers.NewClients(cfg.Clients, passhash.NewSecretCache(10000, 10*time.Minute))
+	clients.Limit(s.clientLimit())
+	s.users, s.clients = users, clients
 	policy := handlers.SessionPolicy{
 		AccessTTL:   cfg.Tokens.AccessTTL.D(),
 		RefreshTTL:  cfg.Tokens.RefreshTTL.D(),
 		ReuseGrace:  cfg.Tokens.RefreshReuseGrace.D(),
+		MaxLifetime: cfg.Tokens.SessionMaxLifetime.D(),
 		MaxFailures: cfg.LoginThrottle.MaxFailures,
 		Window:      cfg.LoginThrottle.Window.D(),
 		// a line of its own: the limits' one edit in this literal
 		MaxFailuresPerUser: cfg.LoginThrottle.MaxFailuresPerUser,
 	}
-	authV1 := handlers.NewAuthV1(s.store, s.store, users, minter, policy, s.log)
-	// One verified-secret cache for every client authentication: only the
-	// first call with a secret pays the slow hash.
-	clients := handlers.NewClients(cfg.Clients, passhash.NewSecretCache(10000, 10*time.Minute))
-	clients.Limit(s.clientLimit())
+	authV1 := handlers.NewAuthV1(s.store, s.store, users, clients, minter, policy, s.log)
 	oauth := handlers.NewOAuth(cfg.Limits.MaxRequestBytes, s.log)
 	oauth.Handle("password", authV1.PasswordGrant(clients))
-	oauth.Handle("refresh_token", authV1.RefreshGrant(clients))
+	oauth.Handle("refresh_token", authV1.RefreshGrant())
 	codes := handlers.NewAuth(s.store, authV1, clients, users, cfg.Tokens.CodeTTL.D(), s.log)
 	oauth.Handle("authorization_code", codes.AuthorizationCodeGrant())
 	apiTokens := handlers.NewTokenService(s.store, users, minter, handlers.APITokenPolicy{
@@ -155,7 +160,7 @@ func (s *Server) routes() http.Handler {
 	}, s.log)
 	s.background = append(s.background, func(ctx context.Context) { apiTokens.RecordUsage(ctx, 5*time.Second) })
 	verifier := tokens.NewVerifier(s.keys, cfg.Issuer)
-	assertions := handlers.NewAssertions(verifier, cfg.Issuer, s.revoked, nil)
+	assertions := handlers.NewAssertions(verifier, cfg.Issuer, s.revoked, s.store, nil)
 	m2m := handlers.NewM2M(s.store, clients, assertions, minter, s.log)
 	oauth.Handle("client_credentials", m2m.ClientCredentialsGrant())
 	s.background = append(s.background, s.sweepM2M)
@@ -183,19 +188,12 @@ func (s *Server) routes() http.Handler {
 	m2mPath, m2mHandler := m2mpbconnect.NewM2MOAuthServiceHandler(m2m, opts...)
 	mux.Handle(m2mPath, coalesceFlushes(m2mpbconnect.M2MOAuthServiceGetTokensProcedure, m2mHandler))
 
-	// Procedures that need a signed-in caller.
-	protected := []string{
-		tokenservicev1alpha1connect.TokenServiceCreateTokenProcedure,
-		tokenservicev1alpha1connect.TokenServiceListTokensProcedure,
-		tokenservicev1alpha1connect.TokenServiceDeleteTokenProcedure,
-		authpbconnect.AuthServiceGenerateAuthorizationCodeProcedure,
-		m2mpbconnect.M2MOAuthServiceGetTokensProcedure,
-		m2mpbconnect.M2MOAuthServiceDeleteTokensProcedure,
-	}
-	bearer := authn.NewMiddleware(verifier, s.log, protected, s.revoked)
+	// The procedures of the authorization table need a caller the table
+	// allows, whose token nothing has revoked.
+	bearer := authn.NewMiddleware(verifier, cfg.Issuer, s.revocation, s.log)
 	// GetTokens only reads: its revocation check rides along with its read
 	// of the records (one round trip for both).
-	bearer.Defer(s.deferRevocation, m2mpbconnect.M2MOAuthServiceGetTokensProcedure)
+	bearer.Defer(authz.GetM2MTokens)
 	bearer.OnRefused = s.metrics.refused
 
 	reflector := grpcreflect.NewStaticReflector(services...)
@@ -224,11 +222,12 @@ func (s *Server) routes() http.Handler {
 		IntrospectionEndpoint:             issuer + "/oauth/introspect",
 		RevocationEndpoint:                issuer + "/oauth/revoke",
 		GrantTypesSupported:               oauth.GrantTypes(),
-		TokenEndpointAuthMethodsSupported: []string{"client_secret_basic", "client_secret_post", "none"},
-		ResponseTypesSupported:            []string{"code"},
+		ResponseTypesSupported:            []string{}, // no authorization endpoint: codes come from auth.AuthService
+		TokenEndpointAuthMethodsSupported: []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"},
+		TokenEndpointAuthSigningAlgs:      []string{tokens.AlgEdDSA, tokens.AlgES256, tokens.AlgRS256},
+		IntrospectionAuthMethods:          []string{"client_secret_basic", "client_secret_post"},
+		RevocationAuthMethods:             []string{"client_secret_basic", "client_secret_post"},
 		CodeChallengeMethodsSupported:     []string{"S256"},
-		SubjectTypesSupported:             []string{"public"},
-		IDTokenSigningAlgValuesSupported:  []string{s.keys.Signer().Alg()},
 		AccessTokenSigningAlgs:            signingAlgs(s.keys),
 	})
 	mux.Handle("/.well-known/openid-configuration", staticJSON(doc, "300"))
@@ -239,38 +238,45 @@ func (s *Server) routes() http.Handler {
 	return h
 }
 
-// prechecks are the revocation checks of c's token: its session (refresh
-// family) logged out or revoked for reuse, the API token it was minted from
-// deleted, or, for an M2M token, blacklisted.
-func (s *Server) prechecks(c *tokens.Claims) []*redisstore.Precheck {
-	var checks []*redisstore.Precheck
-	if c.SessionID != "" {
-		checks = append(checks, s.store.SessionCheck(c.SessionID))
+// revocation returns the revocation checks of c's token, one per source it
+// depends on (authz.Sources, the one list of what revokes what): a
+// configured user or client answers at once (refused when no longer
+// configured); a session, an API token or an M2M token's record is a
+// precheck in Redis, all of them settled in one round trip. A malformed
+// token is refused.
+func (s *Server) revocation(c *tokens.Claims) (redisstore.Gate, bool) {
+	var gate redisstore.Gate
+	for _, src := range authz.Sources(c) {
+		switch src.Kind {
+		case authz.Session:
+			gate = append(gate, s.store.SessionCheck(src.ID))
+		case authz.APITokenRecord:
+			gate = append(gate, s.store.APITokenCheck(src.ID))
+		case authz.M2MRecord:
+			gate = append(gate, s.store.M2MCheck(src.Owner, src.ID))
+		case authz.User:
+			if !s.users.Exists(src.ID) {
+				return nil, true
+			}
+		case authz.Client:
+			if _, ok := s.clients.Get(src.ID); !ok {
+				return nil, true
+			}
+		default:
+			return nil, true
+		}
 	}
-	if c.APITokenID != "" {
-		checks = append(checks, s.store.APITokenCheck(c.APITokenID))
-	}
-	if c.Kind == tokens.KindClient && c.Owner != "" {
-		checks = append(checks, s.store.M2MCheck(c.Owner, c.ID))
-	}
-	return checks
+	return gate, false
 }
 
-// revoked runs every revocation check of c's token (in one round trip):
-// what the bearer check refuses, introspection calls inactive and client
-// assertions may not use.
+// revoked runs every revocation check of c's token: what the bearer check
+// refuses, introspection calls inactive and client assertions may not use.
 func (s *Server) revoked(ctx context.Context, c *tokens.Claims) (bool, error) {
-	return redisstore.Settle(ctx, s.prechecks(c)...)
-}
-
-// deferRevocation starts revoked without waiting: the checks go in the
-// context for the handler's first store read to take along, and settle
-// returns their verdict (authn.Middleware.Defer).
-func (s *Server) deferRevocation(ctx context.Context, c *tokens.Claims) (context.Context, func(context.Context) (bool, error)) {
-	checks := s.prechecks(c)
-	return redisstore.WithPrechecks(ctx, checks...), func(ctx context.Context) (bool, error) {
-		return redisstore.Settle(ctx, checks...)
+	gate, refused := s.revocation(c)
+	if refused {
+		return true, nil
 	}
+	return redisstore.Settle(ctx, gate...)
 }
 
 // sweepM2M removes expired M2M index and blacklist entries every minute.

@@ -329,11 +329,16 @@ func TestRefreshGraceWindow(t *testing.T) {
 			t.Fatalf("refresh %d inside the grace window: %v", i, err)
 		}
 	}
-	for _, tok := range next {
-		if _, err := client.RefreshToken(ctx, connect.NewRequest(&authv1.RefreshTokenRequest{RefreshToken: tok})); err != nil {
-			t.Fatalf("successor after grace reuse: %v", err)
-		}
+	// The family never forks: one successor goes on, and once it is used its
+	// sibling is dead — presenting it is reuse, which ends the session.
+	third, err := client.RefreshToken(ctx, connect.NewRequest(&authv1.RefreshTokenRequest{RefreshToken: next[0]}))
+	if err != nil {
+		t.Fatalf("successor after grace reuse: %v", err)
 	}
+	_, err = client.RefreshToken(ctx, connect.NewRequest(&authv1.RefreshTokenRequest{RefreshToken: next[1]}))
+	wantCode(t, err, connect.CodeUnauthenticated)
+	_, err = client.RefreshToken(ctx, connect.NewRequest(&authv1.RefreshTokenRequest{RefreshToken: third.Msg.RefreshToken}))
+	wantCode(t, err, connect.CodeUnauthenticated)
 }
 
 // TestAccessTokenVerifiesWithJWKS checks a token the way a resource server

@@ -147,15 +147,21 @@ func codes(ctx context.Context, url string, auth connect.ClientOption, n int) er
 
 // bearer makes n M2M tokens of client bench-m2m (owner bench-owner) and
 // prints the first one's access token, then the ids of all n, comma-separated:
-// what bench/bearer.lua needs for GetTokens with an id_filter.
+// what bench/bearer.lua needs for GetTokens with an id_filter. The tokens'
+// audience names tokend's issuer too: only such a token manages its owner's
+// tokens.
 func bearer(ctx context.Context, url string, n int) error {
+	issuer, err := discoveredIssuer(ctx, url)
+	if err != nil {
+		return err
+	}
 	c := m2mpbconnect.NewM2MOAuthServiceClient(http.DefaultClient, url, connect.WithProtoJSON())
 	var first string
 	ids := make([]string, 0, n)
 	for range max(n, 1) {
 		r, err := c.CreateToken(ctx, connect.NewRequest(&m2mpb.CreateTokenRequest{
 			GrantType: "client_credentials", ClientId: "bench-m2m", ClientSecret: "bench-m2m-secret",
-			Audience: []string{"api"}, TokenName: "bench",
+			Audience: []string{"api", issuer}, TokenName: "bench",
 		}))
 		if err != nil {
 			return err
@@ -172,6 +178,26 @@ func bearer(ctx context.Context, url string, n int) error {
 	fmt.Println(first)
 	fmt.Println(strings.Join(ids, ","))
 	return nil
+}
+
+// discoveredIssuer reads tokend's issuer from its discovery document.
+func discoveredIssuer(ctx context.Context, url string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/.well-known/openid-configuration", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var doc struct {
+		Issuer string `json:"issuer"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil || doc.Issuer == "" {
+		return "", fmt.Errorf("discovery document: issuer missing (%v)", err)
+	}
+	return doc.Issuer, nil
 }
 
 // jwtID returns the jti of a JWT, read without verifying it.

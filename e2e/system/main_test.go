@@ -114,10 +114,10 @@ users:
   - {id: 8, username: bob, password_hash: %q}
 clients:
   - {id: "1001", secret_hash: %q, redirect_uris: [%q], grant_types: [authorization_code, refresh_token], scopes: [read]}
-  - {id: svc, secret_hash: %q, grant_types: [client_credentials], owner: svc-owner, audiences: [api], scopes: [read], access_token_lifetime: 1h}
-  - {id: self-service, grant_types: [client_credentials], audiences: [api], scopes: [read], access_token_lifetime: 1h, assertion_issuers: [%q]}
+  - {id: svc, secret_hash: %q, grant_types: [client_credentials], owner: svc-owner, audiences: [api, %q], scopes: [read], access_token_lifetime: 1h}
+  - {id: self-service, grant_types: [client_credentials], audiences: [api, %q], scopes: [read], access_token_lifetime: 1h, assertion_issuers: [%q]}
 %s`, addr, issuer, redisURL, keyFile, hashOf(t, alicePassword), hashOf(t, bobPassword),
-		hashOf(t, clientSecret), redirectURI, hashOf(t, clientSecret), issuer, extra)
+		hashOf(t, clientSecret), redirectURI, hashOf(t, clientSecret), issuer, issuer, issuer, extra)
 }
 
 // signingKey writes one Ed25519 key (from `tokend keygen`) shared by every

@@ -130,10 +130,19 @@ func everyMethodEveryProtocol(t *testing.T, redisURL string) {
 			// a client that trusts tokend's own tokens as assertions.
 			m2m := m2mpbconnect.NewM2MOAuthServiceClient(pr.client, p.URL, pr.opts...)
 			svc, err := m2m.CreateToken(ctx, connect.NewRequest(&m2mpb.CreateTokenRequest{GrantType: "client_credentials",
+				ClientId: "svc", ClientSecret: clientSecret, Audience: []string{"api", p.URL}}))
+			if err != nil {
+				t.Fatal("M2M CreateToken:", err)
+			}
+			// A token minted for a resource server only manages nothing here.
+			forAPI, err := m2m.CreateToken(ctx, connect.NewRequest(&m2mpb.CreateTokenRequest{GrantType: "client_credentials",
 				ClientId: "svc", ClientSecret: clientSecret, Audience: []string{"api"}}))
 			if err != nil {
 				t.Fatal("M2M CreateToken:", err)
 			}
+			_, err = m2mpbconnect.NewM2MOAuthServiceClient(pr.client, p.URL, withBearer(pr.opts, forAPI.Msg.AccessToken)...).
+				DeleteTokens(ctx, connect.NewRequest(&m2mpb.DeleteTokensRequest{}))
+			wantCode(t, err, connect.CodePermissionDenied)
 			mine, err := m2m.CreateToken(ctx, connect.NewRequest(&m2mpb.CreateTokenRequest{GrantType: "client_credentials",
 				ClientId: "self-service", ClientAssertionType: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
 				ClientAssertion: rotated.Msg.AccessToken, TokenName: pr.name}))
