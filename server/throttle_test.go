@@ -15,6 +15,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/tokend/tokend/config"
+	authv1 "github.com/tokend/tokend/gen/auth/v1"
 	m2mpb "github.com/tokend/tokend/gen/m2moauthserver/pb"
 	"github.com/tokend/tokend/gen/m2moauthserver/pb/m2mpbconnect"
 	"github.com/tokend/tokend/handlers"
@@ -97,6 +98,11 @@ func TestClientSecretGuessingThrottled(t *testing.T) {
 		"connect, right secret": create(attacker, m2mSecret),
 		"grpc":                  create(httpFrom("127.0.0.2", true), wrong, connect.WithGRPC()),
 		"grpc-web":              create(attacker, wrong, connect.WithGRPCWeb()),
+		"RefreshToken": func() error {
+			_, err := from(ts.URL, "127.0.0.2").RefreshToken(ctx, connect.NewRequest(&authv1.RefreshTokenRequest{
+				RefreshToken: "x", ClientId: "svc", ClientSecret: wrong}))
+			return err
+		}(),
 	} {
 		if connect.CodeOf(err) != connect.CodeResourceExhausted {
 			t.Errorf("%s: %v, want resource_exhausted", name, err)
@@ -128,7 +134,7 @@ func TestClientSecretGuessingThrottled(t *testing.T) {
 		t.Errorf("no refusal logged with client id and address:\n%s", logs)
 	}
 	_, metrics := get(t, ts.URL+"/metrics")
-	for _, want := range []string{`tokend_client_auth_refused_total{reason="credentials"} 4`, `tokend_client_auth_refused_total{reason="throttled"} 7`} {
+	for _, want := range []string{`tokend_client_auth_refused_total{reason="credentials"} 4`, `tokend_client_auth_refused_total{reason="throttled"} 8`} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
