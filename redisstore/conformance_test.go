@@ -210,6 +210,43 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 		}
 	})
 
+	t.Run("SyncConfigured", func(t *testing.T) {
+		t.Parallel()
+		s, c := newStore(t)
+		ctx := t.Context()
+		sync := func(ids ...string) map[string]time.Time {
+			t.Helper()
+			back, err := s.SyncConfigured(ctx, ConfiguredUsers, ids)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return back
+		}
+		if back := sync("1", "2"); len(back) != 0 {
+			t.Errorf("first start: %v, want no id that came back", back)
+		}
+		if back := sync("1", "2"); len(back) != 0 { // a second replica, same configuration
+			t.Errorf("same configuration again: %v", back)
+		}
+		removed := time.Now().Truncate(time.Second)
+		sync("1") // 2 removed
+		advance(c, 1100*time.Millisecond)
+		back := sync("1", "2") // 2 back
+		if len(back) != 1 || back["2"].Before(removed.Add(-2*time.Second)) || back["2"].After(removed.Add(2*time.Second)) {
+			t.Fatalf("2 configured again: %v, want 2 with the time it was removed (about %v)", back, removed)
+		}
+		if again := sync("1", "2"); !again["2"].Equal(back["2"]) { // a replica starting later sees the same
+			t.Errorf("a later start: %v, want %v", again, back)
+		}
+		// Clients are recorded apart from users.
+		if cb, err := s.SyncConfigured(ctx, ConfiguredClients, []string{"2"}); err != nil || len(cb) != 0 {
+			t.Errorf("clients: %v, %v", cb, err)
+		}
+		if _, err := s.SyncConfigured(ctx, "groups", nil); err == nil {
+			t.Error("an unknown kind was accepted")
+		}
+	})
+
 	t.Run("AssertionOnce", func(t *testing.T) {
 		t.Parallel()
 		s, c := newStore(t)

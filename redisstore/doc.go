@@ -64,6 +64,10 @@
 //	P:m2m:owners                 SET     none; owners with an empty index   CreateM2MToken, SweepM2M
 //	                                     are removed by SweepM2M
 //	  members: h(owner) of every owner with indexed M2M tokens (what the sweep walks)
+//	P:configured:{users}         HASH    none (one field per id ever    SyncConfigured
+//	P:configured:{clients}               configured)
+//	  fields: id → "L<cutoff>" while configured (cutoff: 0, or, for an id that came back, the Unix
+//	  time it was removed: what was issued to it until then stays refused), "R<at>" once removed
 //	P:ajti:{h(iss NUL jti)}      STRING  the client assertion's expiry      UseAssertionID
 //	  value: "1" while a foreign client assertion (issuer, jti) is unexpired: it is accepted once
 //
