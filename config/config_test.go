@@ -297,6 +297,7 @@ func TestValidate(t *testing.T) {
 		{"lifetime zero", func(c *Config) { c.Clients[1].AccessTokenLifetime = 0 }, "clients[1].access_token_lifetime: client_credentials needs a lifetime > 0"},
 		{"session lifetime", func(c *Config) { c.Tokens.SessionMaxLifetime = 0 }, "tokens.session_max_lifetime: must be > 0"},
 		{"reserved client id", func(c *Config) { c.Clients[1].ID = "tokend" }, `clients[1].id: "tokend" is reserved`},
+		{"owner like a user id", func(c *Config) { c.Clients[1].Owner = "7" }, `clients[1].owner: must not be a number`},
 		{"owner like foreign", func(c *Config) { c.Clients[1].Owner = "https://idp#1" }, `clients[1].owner: must not contain "://"`},
 		{"resource audience blank", func(c *Config) { c.Clients[1].ResourceAudiences = []string{" "} }, "clients[1].resource_audiences[0]: must be a non-empty string"},
 		{"assertion issuer", func(c *Config) { c.Clients[2].AssertionIssuers = []string{"idp"} }, "clients[2].assertion_issuers[0]: must be an absolute http(s) URL"},

@@ -168,6 +168,9 @@ func (c *Config) validateClients(p *problems) {
 			// revoked at a verifier that does not ask tokend (introspection).
 			p.add(at+".access_token_lifetime", "client_credentials needs a lifetime > 0, such as 1h: every access token expires (RFC 9068)")
 		}
+		if isDecimal(cl.Owner) {
+			p.add(at+".owner", "must not be a number: user ids own the M2M tokens users buy with their own tokens, and a configured owner must never share them, got %q", cl.Owner)
+		}
 		if strings.Contains(cl.Owner, "://") {
 			p.add(at+".owner", "must not contain \"://\": owners of the form <issuer>#<subject> belong to foreign assertions, got %q", cl.Owner)
 		}
@@ -223,6 +226,11 @@ func hashProblem(h string) string {
 		return err.Error()
 	}
 	return ""
+}
+
+func isDecimal(s string) bool {
+	_, err := strconv.ParseUint(s, 10, 64)
+	return err == nil
 }
 
 func badRune(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }

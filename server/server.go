@@ -76,7 +76,61 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	}
 	s := &Server{cfg: cfg, log: log, store: store, keys: keys, metrics: newMetrics()}
 	s.handler = s.routes()
+	rctx, cancel := context.WithTimeout(ctx, openRecordWait)
+	defer cancel()
+	if err := s.recordConfiguration(rctx); err != nil {
+		log.Warn("could not record the configured users and clients in Redis; calls that need it answer unavailable until it is done", "err", err)
+		s.background = append(s.background, s.retryRecordConfiguration)
+	}
 	return s, nil
+}
+
+// openRecordWait bounds New's first try to record the configuration.
+const openRecordWait = 2 * time.Second
+
+// recordConfiguration records in Redis which users and clients the
+// configuration holds (redisstore.SyncConfigured), so that a removal is
+// permanent: an id configured again after a removal starts afresh, and the
+// sessions, API tokens and tokens issued to it before stay refused. Until it
+// has succeeded, what depends on it answers unavailable.
+func (s *Server) recordConfiguration(ctx context.Context) error {
+	users, err := s.store.SyncConfigured(ctx, redisstore.ConfiguredUsers, s.users.IDs())
+	if err != nil {
+		return err
+	}
+	clients, err := s.store.SyncConfigured(ctx, redisstore.ConfiguredClients, s.clients.IDs())
+	if err != nil {
+		return err
+	}
+	s.users.SetComebacks(users)
+	s.clients.SetComebacks(clients)
+	for kind, back := range map[string]map[string]time.Time{"user": users, "client": clients} {
+		for id, since := range back {
+			s.log.Info(kind+" configured again after a removal: what it held before stays revoked", "id", id, "since", since)
+		}
+	}
+	return nil
+}
+
+// retryRecordConfiguration tries recordConfiguration every second until it
+// succeeds (Redis was away at start).
+func (s *Server) retryRecordConfiguration(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			rctx, cancel := context.WithTimeout(ctx, openRecordWait)
+			err := s.recordConfiguration(rctx)
+			cancel()
+			if err == nil {
+				s.log.Info("recorded the configured users and clients in Redis")
+				return
+			}
+		}
+	}
 }
 
 // Handler is the whole HTTP surface of the server.
@@ -236,9 +290,14 @@ func (s *Server) routes() http.Handler {
 // configured); a session, an API token or an M2M token's record is a
 // precheck in Redis, all of them settled in one round trip. A malformed
 // token is refused.
-func (s *Server) revocation(c *tokens.Claims) (redisstore.Gate, bool) {
+func (s *Server) revocation(c *tokens.Claims) (redisstore.Gate, bool, error) {
 	var gate redisstore.Gate
+	var issued time.Time
+	if c.IssuedAt != nil {
+		issued = c.IssuedAt.Time
+	}
 	for _, src := range authz.Sources(c) {
+		var err error
 		switch src.Kind {
 		case authz.Session:
 			gate = append(gate, s.store.SessionCheck(src.ID))
@@ -247,26 +306,32 @@ func (s *Server) revocation(c *tokens.Claims) (redisstore.Gate, bool) {
 		case authz.M2MRecord:
 			gate = append(gate, s.store.M2MCheck(src.Owner, src.ID))
 		case authz.User:
-			if !s.users.Exists(src.ID) {
-				return nil, true
-			}
+			err = s.users.Current(src.ID, issued)
 		case authz.Client:
-			if _, ok := s.clients.Get(src.ID); !ok {
-				return nil, true
+			_, err = s.clients.Current(src.ID, issued)
+		case authz.AssertionTrust:
+			if !s.clients.Trusts(src.Owner, src.ID) {
+				return nil, true, nil
 			}
 		default:
-			return nil, true
+			return nil, true, nil
+		}
+		if err != nil {
+			if handlers.IsNotSynced(err) {
+				return nil, false, err
+			}
+			return nil, true, nil
 		}
 	}
-	return gate, false
+	return gate, false, nil
 }
 
 // revoked runs every revocation check of c's token: what the bearer check
 // refuses, introspection calls inactive and client assertions may not use.
 func (s *Server) revoked(ctx context.Context, c *tokens.Claims) (bool, error) {
-	gate, refused := s.revocation(c)
-	if refused {
-		return true, nil
+	gate, refused, err := s.revocation(c)
+	if err != nil || refused {
+		return refused, err
 	}
 	return redisstore.Settle(ctx, gate...)
 }
