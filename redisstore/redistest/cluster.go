@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -114,6 +115,19 @@ func StartClusterReplicas(t testing.TB, n, r int, args ...string) *Cluster {
 	}
 	for i := range c.Replicas {
 		WaitReplicaLink(t, c.Replicas[i], 20*time.Second)
+	}
+	// Every node lists every master's replicas (gossip takes a moment).
+	for _, rc := range clients {
+		for {
+			slots, err := rc.ClusterSlots(ctx).Result()
+			if err == nil && len(slots) == n && !slices.ContainsFunc(slots, func(s redis.ClusterSlot) bool { return len(s.Nodes) != 1+r }) {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("redistest: cluster node %s does not list every replica in time: %v %v", rc.Options().Addr, slots, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 	return c
 }
