@@ -82,7 +82,20 @@ func TestClusterFailover(t *testing.T) {
 			t.Fatalf("replica %s not promoted within 15s of the kill", replica.Addr)
 		}
 	}
-	time.Sleep(5500 * time.Millisecond)
+	// Load goes on until a second without failures (at most 6 s).
+	for deadline := promoted.Add(6 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		mu.Lock()
+		var last time.Time
+		for _, r := range results {
+			if r.err != nil && r.end.After(last) {
+				last = r.end
+			}
+		}
+		mu.Unlock()
+		if time.Since(last) > time.Second && time.Since(promoted) > time.Second {
+			break
+		}
+	}
 	stop.Store(true)
 	wg.Wait()
 

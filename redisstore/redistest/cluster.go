@@ -51,7 +51,8 @@ func StartClusterReplicas(t testing.TB, n, r int, args ...string) *Cluster {
 		busHold, busPort := reservePort(t)
 		busHold.release() // redis-server binds it right away
 		node := Start(t, append([]string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-port", strconv.Itoa(busPort), "--cluster-node-timeout", "2000"}, args...)...)
+			"--cluster-port", strconv.Itoa(busPort), "--cluster-node-timeout", "2000",
+			"--repl-diskless-sync-delay", "0", "--repl-ping-replica-period", "1"}, args...)...)
 		busPorts = append(busPorts, busPort)
 		all = append(all, node)
 		if i < n {
@@ -116,7 +117,9 @@ func StartClusterReplicas(t testing.TB, n, r int, args ...string) *Cluster {
 	for i := range c.Replicas {
 		WaitReplicaLink(t, c.Replicas[i], 20*time.Second)
 	}
-	// Every node lists every master's replicas (gossip takes a moment).
+	// Every node lists every master's replicas: once gossip has told it
+	// each replica's offset, which a master's first PING to its replicas
+	// (every second here, not 10) makes non-zero.
 	for _, rc := range clients {
 		for {
 			slots, err := rc.ClusterSlots(ctx).Result()

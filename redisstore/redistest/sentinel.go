@@ -18,7 +18,14 @@ import (
 func StartReplica(t testing.TB, master *Server, args ...string) *Server {
 	t.Helper()
 	host, port, _ := strings.Cut(master.Addr, ":")
-	r := Start(t, append([]string{"--replicaof", host, port}, args...)...)
+	// A first sync starts at once, not after the default 5 s wait for more
+	// replicas (on both: a replica may be promoted and serve the others).
+	mc := redis.NewClient(&redis.Options{Addr: master.Addr})
+	defer mc.Close()
+	if err := mc.ConfigSet(context.Background(), "repl-diskless-sync-delay", "0").Err(); err != nil {
+		t.Fatalf("redistest: CONFIG SET on %s: %v", master.Addr, err)
+	}
+	r := Start(t, append([]string{"--replicaof", host, port, "--repl-diskless-sync-delay", "0"}, args...)...)
 	WaitReplicaLink(t, r, 10*time.Second)
 	return r
 }
