@@ -124,13 +124,39 @@ func TestDurabilityWait(t *testing.T) {
 			t.Errorf("%s with ReplicasNone and the replica cut off: %v", rv.name, err)
 		}
 	}
-	// Reads and creations do not wait.
-	rt, err := s.CreateRefresh(ctx, durSess, time.Hour)
+	// Reads and creations do not wait, not even behind revocations that
+	// keep every pipeline worker busy in their WAIT.
+	slow, err := Open(ctx, m.URL, Options{Durability: Durability{Replicas: 1, Timeout: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	rt, err := slow.CreateRefresh(ctx, durSess, time.Hour)
 	if err != nil {
 		t.Fatalf("CreateRefresh with the replica cut off: %v", err)
 	}
-	if _, err := s.RefreshClient(ctx, rt.Token); err != nil {
+	revoked := make(chan error, 2*batchWorkers)
+	for range 2 * batchWorkers {
+		go func() { revoked <- slow.RevokeFamily(ctx, NewFamilyID()) }()
+	}
+	time.Sleep(100 * time.Millisecond) // the revocations' pipelines are out, waiting
+	if _, err := slow.RefreshClient(ctx, rt.Token); err != nil {
 		t.Fatalf("RefreshClient with the replica cut off: %v", err)
+	}
+	if _, err := slow.CreateRefresh(ctx, durSess, time.Hour); err != nil {
+		t.Fatalf("CreateRefresh with the replica cut off: %v", err)
+	}
+	left := 2 * batchWorkers
+	select {
+	case err := <-revoked:
+		t.Errorf("a revocation returned (%v) before the reads: the reads waited behind the WAIT", err)
+		left--
+	default:
+	}
+	for range left {
+		if err := <-revoked; !IsUnavailable(err) {
+			t.Errorf("RevokeFamily with the replica cut off: %v, want ErrUnavailable", err)
+		}
 	}
 
 	r.Resume(t)
