@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/tokend/tokend/passhash"
@@ -21,6 +22,10 @@ func (c *Config) Validate() error {
 	p.check("addr", checkAddr(c.Addr))
 	p.check("issuer", checkHTTPURL(c.Issuer, "an absolute http(s) URL without query or fragment"))
 	p.check("redis.url", checkRedisURL(c.Redis.URL))
+	p.check("redis.durability.replicas", checkReplicas(c.Redis.Durability.Replicas))
+	if d := c.Redis.Durability.Timeout.D(); d < time.Millisecond || d > 5*time.Second {
+		p.add("redis.durability.timeout", "must be between 1ms and 5s")
+	}
 	for i, f := range c.Signing.KeyFiles {
 		if f == "" {
 			p.add(fmt.Sprintf("signing.key_files[%d]", i), "must not be empty")
@@ -270,18 +275,37 @@ func checkHTTPURL(s, want string) string {
 	return ""
 }
 
+const redisURLForms = "must be a redis://, rediss://, redis+cluster://, rediss+cluster://, redis+sentinel://, rediss+sentinel:// or unix:// URL, or empty for embedded in-memory Redis"
+
 func checkRedisURL(s string) string {
 	if s == "" {
 		return ""
 	}
 	u, err := url.Parse(s)
 	if err != nil {
-		return "must be a redis://, rediss://, redis+cluster://, rediss+cluster:// or unix:// URL, or empty for embedded in-memory Redis"
+		return redisURLForms
 	}
 	switch u.Scheme {
 	case "redis", "rediss", "redis+cluster", "rediss+cluster", "unix":
+	case "redis+sentinel", "rediss+sentinel":
+		if strings.Trim(u.Path, "/") == "" {
+			return "a Sentinel URL names the master: redis+sentinel://host:port[,host:port]/master-name[/db]"
+		}
 	default:
-		return "must be a redis://, rediss://, redis+cluster://, rediss+cluster:// or unix:// URL, or empty for embedded in-memory Redis"
+		return redisURLForms
+	}
+	return ""
+}
+
+// checkReplicas accepts what redisstore.ParseReplicas reads: "auto" (or
+// empty), "none", or a number of replicas from 0 to 100.
+func checkReplicas(s string) string {
+	switch s {
+	case "", "auto", "none":
+		return ""
+	}
+	if n, err := strconv.Atoi(s); err != nil || n < 0 || n > 100 {
+		return "must be auto, none, or a number of replicas (0-100)"
 	}
 	return ""
 }

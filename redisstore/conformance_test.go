@@ -803,6 +803,37 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 		}
 	})
 
+	// A record lost with a failover (its index entry kept) must stay
+	// revocable: DeleteTokens by id, or for all, blacklists the id.
+	t.Run("M2MDeleteLostRecord", func(t *testing.T) {
+		t.Parallel()
+		s, c := newStore(t)
+		ctx := t.Context()
+		for _, tok := range []M2MToken{m2m("alice", "lost1", hour), m2m("alice", "lost2", 0), m2m("alice", "lost3", hour)} {
+			if err := s.CreateM2MToken(ctx, tok); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Del(ctx, s.keys.m2mToken("alice", tok.ID)).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b, d, err := s.DeleteM2MTokens(ctx, "alice", []string{"lost1", "lost2"})
+		if err != nil || b != 2 || d != 0 {
+			t.Fatalf("delete lost records by id: %d, %d, %v; want 2, 0", b, d, err)
+		}
+		if b, d, err = s.DeleteM2MTokens(ctx, "alice", []string{"lost1"}); err != nil || b != 0 || d != 0 {
+			t.Errorf("again: %d, %d, %v; want 0, 0 (blacklisted once)", b, d, err)
+		}
+		if b, d, err = s.DeleteM2MTokens(ctx, "alice", nil); err != nil || b != 1 || d != 0 {
+			t.Errorf("delete all: %d, %d, %v; want lost3 blacklisted", b, d, err)
+		}
+		for _, id := range []string{"lost1", "lost2", "lost3"} {
+			if bl, err := s.M2MBlacklisted(ctx, "alice", id); err != nil || !bl {
+				t.Errorf("%s with its record lost: blacklisted %v, %v", id, bl, err)
+			}
+		}
+	})
+
 	t.Run("Prechecks", func(t *testing.T) {
 		t.Parallel()
 		s, c := newStore(t)

@@ -2,8 +2,13 @@
 // tokens and their families, authorization codes, login throttling and API
 // token records.
 //
-// A Store works over one Redis server, a Redis Cluster, or an embedded
-// in-memory miniredis (Open with an empty URL, for development). Every
+// A Store works over one Redis server, a Redis Cluster, a master found
+// through Redis Sentinel, or an embedded in-memory miniredis (Open with an
+// empty URL, for development). On a Cluster it reloads the slot map itself
+// when a node cannot be reached, so it follows a promoted replica within a
+// second. Writes that revoke or rotate end their pipeline with a WAIT for
+// replicas (Durability) and fail with ErrUnavailable when the replicas do
+// not confirm them. Every
 // operation that must not race is one Lua script or one atomic command, never
 // a read-then-write from Go; keys that one script touches share a hash tag,
 // so Cluster works. Scripts live in the *.lua files beside this one, each

@@ -67,7 +67,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	// go-redis reports dial failures on its own; route them into our log
 	// (at debug: every failing call already reports unavailable).
 	goredis.SetLogger(redisLogger{log})
-	store, err := redisstore.Open(ctx, cfg.Redis.URL, redisstore.Options{})
+	replicas, err := redisstore.ParseReplicas(cfg.Redis.Durability.Replicas)
+	if err != nil {
+		return nil, fmt.Errorf("redis.durability.replicas: %w", err)
+	}
+	store, err := redisstore.Open(ctx, cfg.Redis.URL, redisstore.Options{Durability: redisstore.Durability{
+		Replicas: replicas, Timeout: cfg.Redis.Durability.Timeout.D()}})
 	if err != nil {
 		return nil, fmt.Errorf("redis.url: %w", err)
 	}
