@@ -171,7 +171,7 @@ func BenchmarkDurability(b *testing.B) {
 						return
 					}
 					for pb.Next() {
-						next, _, err := s.RotateRefresh(b.Context(), cur.Token, time.Hour, 0)
+						next, _, err := s.RotateRefresh(b.Context(), cur.Token, rot(time.Hour, 0))
 						if err != nil {
 							b.Error(err)
 							return

@@ -91,7 +91,9 @@ func (d Durability) timeout() time.Duration {
 var errNotDurable = fmt.Errorf("%w: replicas did not confirm the write in time", ErrUnavailable)
 
 // durableScripts are the scripts whose writes revoke or rotate: a pipeline
-// that carries one ends with a WAIT on the node that ran it.
+// that carries one ends with a WAIT on the node that ran it. The record of
+// the configured users and clients is one of them: lost, a removed id
+// configured again would revive what it held.
 var durableScripts = map[*redis.Script]bool{
 	rotateRefreshScript:  true,
 	revokeRefreshScript:  true,
@@ -99,6 +101,7 @@ var durableScripts = map[*redis.Script]bool{
 	exchangeCodeScript:   true,
 	m2mDeleteScript:      true,
 	apiTokenDeleteScript: true,
+	principalsSyncScript: true,
 }
 
 // durableSet is the commands of one pipeline that need replicas' WAIT,

@@ -90,7 +90,7 @@ func TestDurabilityWait(t *testing.T) {
 			if err != nil {
 				return fmt.Errorf("create: %w", err)
 			}
-			_, _, err = s.RotateRefresh(ctx, rt.Token, time.Hour, 0)
+			_, _, err = s.RotateRefresh(ctx, rt.Token, rot(time.Hour, 0))
 			return err
 		}},
 		{"ExchangeCode", func(s *Store) error {
@@ -244,7 +244,7 @@ func cutAndCrash(t *testing.T, before *Store, master *redistest.Server, replicas
 					var err error
 					rotate := i%2 == 1
 					if rotate {
-						_, _, err = before.RotateRefresh(ctx, toks[i].Token, time.Hour, 0)
+						_, _, err = before.RotateRefresh(ctx, toks[i].Token, rot(time.Hour, 0))
 					} else {
 						err = before.RevokeRefresh(ctx, toks[i].Token)
 					}
@@ -276,7 +276,7 @@ func cutAndCrash(t *testing.T, before *Store, master *redistest.Server, replicas
 		// An acknowledged rotation used the token up; an acknowledged
 		// revocation revoked its family. Either way the token must not
 		// rotate again.
-		_, _, err := after.RotateRefresh(ctx, toks[i].Token, time.Hour, 0)
+		_, _, err := after.RotateRefresh(ctx, toks[i].Token, rot(time.Hour, 0))
 		switch {
 		case err == nil:
 			lost++
