@@ -16,8 +16,8 @@ import (
 
 // Revocation returns the revocation checks of a verified token (one per source it depends on, see
 // authz.Sources), or refused when the answer needs no Redis (its user or client is no longer
-// configured, or the token is malformed).
-type Revocation func(c *tokens.Claims) (checks redisstore.Gate, refused bool)
+// configured, or the token is malformed); err when it cannot tell yet (answered unavailable).
+type Revocation func(c *tokens.Claims) (checks redisstore.Gate, refused bool, err error)
 
 // Verifier verifies an access token's signature and claims.
 type Verifier interface {
@@ -132,7 +132,11 @@ func (m *Middleware) authorize(ctx context.Context, procedure, header string) (*
 		m.log.DebugContext(ctx, "bearer token refused", "reason", err.Error())
 		return nil, ErrUnauthenticated()
 	}
-	checks, refused := m.revocation(claims)
+	checks, refused, err := m.revocation(claims)
+	if err != nil {
+		m.log.WarnContext(ctx, "revocation check failed", "err", err)
+		return nil, connect.NewError(connect.CodeUnavailable, errors.New("token store unavailable"))
+	}
 	if refused {
 		m.log.DebugContext(ctx, "bearer token refused", "reason", "source gone", "jti", claims.ID)
 		return nil, ErrUnauthenticated()

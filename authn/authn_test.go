@@ -79,12 +79,12 @@ func newFixtureServing(t *testing.T, handler http.HandlerFunc, deferred ...strin
 		t.Fatal(err)
 	}
 	f := &fixture{keys: ks, store: store, dead: dead, family: rt.FamilyID, storeUp: true}
-	revocation := func(c *tokens.Claims) (redisstore.Gate, bool) {
+	revocation := func(c *tokens.Claims) (redisstore.Gate, bool, error) {
 		s := f.store
 		if !f.storeUp {
 			s = f.dead
 		}
-		return redisstore.Gate{s.SessionCheck(c.SessionID)}, false
+		return redisstore.Gate{s.SessionCheck(c.SessionID)}, false, nil
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	mw := authn.NewMiddleware(tokens.NewVerifier(ks, issuer), issuer, revocation, log)

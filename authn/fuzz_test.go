@@ -46,7 +46,7 @@ func FuzzAuthenticate(f *testing.F) {
 		f.Fatal(err)
 	}
 	m := NewMiddleware(tokens.NewVerifier(ks, "https://tokend.example"), "https://tokend.example",
-		func(*tokens.Claims) (redisstore.Gate, bool) { return nil, false }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		func(*tokens.Claims) (redisstore.Gate, bool, error) { return nil, false, nil }, slog.New(slog.NewTextHandler(io.Discard, nil)))
 
 	f.Add("Bearer " + good)
 	f.Add("bearer " + good)

@@ -27,6 +27,10 @@ const (
 	User
 	// Client is a configured client: removed from the configuration.
 	Client
+	// AssertionTrust is a client's trust in an assertion issuer (ID; Owner:
+	// the client): withdrawn when the issuer leaves the client's
+	// assertion_issuers.
+	AssertionTrust
 	// Malformed is a token that lacks what its kind must record (a session token without sid, say):
 	// always refused.
 	Malformed
@@ -36,12 +40,13 @@ const (
 //
 //   - a user's session token: its session, its user, and its client unless first-party;
 //   - an access token bought with an API token: the API token and its user;
-//   - an M2M token: its record and its client, and — when it was minted with one of tokend's own
-//     tokens as client assertion — that token's session or API token and its user (an M2M token
-//     never outlives the sign-in or API token it came from).
+//   - an M2M token: its record and its client; when it was bought with a client assertion, the
+//     client's trust in the assertion's issuer; and when that assertion was one of tokend's own
+//     tokens, that token's session or API token and its user (an M2M token never outlives the
+//     sign-in or API token it came from).
 //
-// Every source must be live for the token to pass; a token from a foreign assertion depends on its
-// record and client only (the foreign issuer's revocations are not visible to tokend).
+// Every source must be live for the token to pass; of a foreign assertion, tokend sees only whether
+// the client still trusts its issuer (the issuer's own revocations are not visible to tokend).
 func Sources(c *tokens.Claims) []Source {
 	var out []Source
 	bad := []Source{{Kind: Malformed}}
@@ -70,6 +75,9 @@ func Sources(c *tokens.Claims) []Source {
 			return bad
 		}
 		out = append(out, Source{Kind: M2MRecord, ID: c.ID, Owner: c.Owner}, Source{Kind: Client, ID: c.ClientID})
+		if c.AssertionIssuer != "" {
+			out = append(out, Source{Kind: AssertionTrust, ID: c.AssertionIssuer, Owner: c.ClientID})
+		}
 		if c.SessionID != "" || c.APITokenID != "" { // minted with a user's token: the owner is that user
 			out = append(out, Source{Kind: User, ID: c.Owner})
 		}

@@ -33,7 +33,19 @@ type Config struct {
 
 // Redis says where state lives.
 type Redis struct {
-	URL string `yaml:"url,omitempty"` // empty: embedded in-memory Redis (nothing kept)
+	URL        string     `yaml:"url,omitempty"` // empty: embedded in-memory Redis (nothing kept)
+	Durability Durability `yaml:"durability"`
+}
+
+// Durability says how many replicas must confirm a write that revokes or
+// rotates before tokend acknowledges it (Redis WAIT after the write); when
+// fewer confirm within Timeout the call answers unavailable.
+type Durability struct {
+	// Replicas: "auto" (default: one replica on every master seen with a
+	// connected replica, none on a master that never had one), "none" (or
+	// 0: never wait), or a number of replicas to wait for on every master.
+	Replicas string   `yaml:"replicas,omitempty"`
+	Timeout  Duration `yaml:"timeout"` // how long each wait may take
 }
 
 // Signing lists the access-token signing keys.
@@ -251,6 +263,7 @@ func Default() Config {
 	return Config{
 		Addr:   addr,
 		Issuer: defaultIssuer(addr),
+		Redis:  Redis{Durability: Durability{Replicas: "auto", Timeout: Duration(200 * time.Millisecond)}},
 		Tokens: Tokens{
 			AccessTTL:         Duration(15 * time.Minute),
 			RefreshTTL:        Duration(720 * time.Hour),

@@ -250,6 +250,10 @@ func TestValidate(t *testing.T) {
 		{"issuer query", func(c *Config) { c.Issuer = "https://x/?a=b" }, "issuer: must be"},
 		{"issuer fragment", func(c *Config) { c.Issuer = "https://x/#f" }, "issuer: must be"},
 		{"redis scheme", func(c *Config) { c.Redis.URL = "http://x" }, "redis.url: must be a redis://"},
+		{"durability replicas", func(c *Config) { c.Redis.Durability.Replicas = "all" }, "redis.durability.replicas: must be auto, none"},
+		{"durability replicas range", func(c *Config) { c.Redis.Durability.Replicas = "-1" }, "redis.durability.replicas: must be auto, none"},
+		{"durability timeout", func(c *Config) { c.Redis.Durability.Timeout = 0 }, "redis.durability.timeout: must be between 1ms and 5s"},
+		{"durability timeout long", func(c *Config) { c.Redis.Durability.Timeout = Duration(time.Minute) }, "redis.durability.timeout: must be between"},
 		{"empty key file", func(c *Config) { c.Signing.KeyFiles = []string{"a", ""} }, "signing.key_files[1]: must not be empty"},
 		{"access ttl", func(c *Config) { c.Tokens.AccessTTL = 0 }, "tokens.access_ttl: must be > 0"},
 		{"refresh ttl", func(c *Config) { c.Tokens.RefreshTTL = -1 }, "tokens.refresh_ttl: must be > 0"},
@@ -297,6 +301,7 @@ func TestValidate(t *testing.T) {
 		{"lifetime zero", func(c *Config) { c.Clients[1].AccessTokenLifetime = 0 }, "clients[1].access_token_lifetime: client_credentials needs a lifetime > 0"},
 		{"session lifetime", func(c *Config) { c.Tokens.SessionMaxLifetime = 0 }, "tokens.session_max_lifetime: must be > 0"},
 		{"reserved client id", func(c *Config) { c.Clients[1].ID = "tokend" }, `clients[1].id: "tokend" is reserved`},
+		{"owner like a user id", func(c *Config) { c.Clients[1].Owner = "7" }, `clients[1].owner: must not be a number`},
 		{"owner like foreign", func(c *Config) { c.Clients[1].Owner = "https://idp#1" }, `clients[1].owner: must not contain "://"`},
 		{"resource audience blank", func(c *Config) { c.Clients[1].ResourceAudiences = []string{" "} }, "clients[1].resource_audiences[0]: must be a non-empty string"},
 		{"assertion issuer", func(c *Config) { c.Clients[2].AssertionIssuers = []string{"idp"} }, "clients[2].assertion_issuers[0]: must be an absolute http(s) URL"},
@@ -398,14 +403,17 @@ func TestLoad(t *testing.T) {
 
 func TestRedisURLForms(t *testing.T) {
 	for url, ok := range map[string]bool{
-		"":                                     true,
-		"redis://127.0.0.1:6379/0":             true,
-		"rediss://user:pw@redis.example:6380":  true,
-		"redis+cluster://a:7000,b:7001,c:7002": true,
-		"rediss+cluster://a:7000,b:7001":       true,
-		"unix:///run/redis.sock":               true,
-		"http://127.0.0.1:6379":                false,
-		"memcached://x":                        false,
+		"":                                          true,
+		"redis://127.0.0.1:6379/0":                  true,
+		"rediss://user:pw@redis.example:6380":       true,
+		"redis+cluster://a:7000,b:7001,c:7002":      true,
+		"rediss+cluster://a:7000,b:7001":            true,
+		"unix:///run/redis.sock":                    true,
+		"redis+sentinel://a:26379,b:26379/mymaster": true,
+		"rediss+sentinel://u:p@a:26379/mymaster/2":  true,
+		"redis+sentinel://a:26379,b:26379":          false,
+		"http://127.0.0.1:6379":                     false,
+		"memcached://x":                             false,
 	} {
 		c := Default()
 		c.Redis.URL = url

@@ -23,6 +23,10 @@ func (c *Config) Validate() error {
 	p.check("addr", checkAddr(c.Addr))
 	p.check("issuer", checkHTTPURL(c.Issuer, "an absolute http(s) URL without query or fragment"))
 	p.check("redis.url", checkRedisURL(c.Redis.URL))
+	p.check("redis.durability.replicas", checkReplicas(c.Redis.Durability.Replicas))
+	if d := c.Redis.Durability.Timeout.D(); d < time.Millisecond || d > 5*time.Second {
+		p.add("redis.durability.timeout", "must be between 1ms and 5s")
+	}
 	for i, f := range c.Signing.KeyFiles {
 		if f == "" {
 			p.add(fmt.Sprintf("signing.key_files[%d]", i), "must not be empty")
@@ -304,6 +308,9 @@ func (c *Config) validateClients(p *problems) {
 			// revoked at a verifier that does not ask tokend (introspection).
 			p.add(at+".access_token_lifetime", "client_credentials needs a lifetime > 0, such as 1h: every access token expires (RFC 9068)")
 		}
+		if isDecimal(cl.Owner) {
+			p.add(at+".owner", "must not be a number: user ids own the M2M tokens users buy with their own tokens, and a configured owner must never share them, got %q", cl.Owner)
+		}
 		if strings.Contains(cl.Owner, "://") {
 			p.add(at+".owner", "must not contain \"://\": owners of the form <issuer>#<subject> belong to foreign assertions, got %q", cl.Owner)
 		}
@@ -361,6 +368,11 @@ func hashProblem(h string) string {
 	return ""
 }
 
+func isDecimal(s string) bool {
+	_, err := strconv.ParseUint(s, 10, 64)
+	return err == nil
+}
+
 func badRune(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }
 
 // isScopeToken reports whether s is a scope-token: 1*NQCHAR, RFC 6749 §3.3.
@@ -398,18 +410,37 @@ func checkHTTPURL(s, want string) string {
 	return ""
 }
 
+const redisURLForms = "must be a redis://, rediss://, redis+cluster://, rediss+cluster://, redis+sentinel://, rediss+sentinel:// or unix:// URL, or empty for embedded in-memory Redis"
+
 func checkRedisURL(s string) string {
 	if s == "" {
 		return ""
 	}
 	u, err := url.Parse(s)
 	if err != nil {
-		return "must be a redis://, rediss://, redis+cluster://, rediss+cluster:// or unix:// URL, or empty for embedded in-memory Redis"
+		return redisURLForms
 	}
 	switch u.Scheme {
 	case "redis", "rediss", "redis+cluster", "rediss+cluster", "unix":
+	case "redis+sentinel", "rediss+sentinel":
+		if strings.Trim(u.Path, "/") == "" {
+			return "a Sentinel URL names the master: redis+sentinel://host:port[,host:port]/master-name[/db]"
+		}
 	default:
-		return "must be a redis://, rediss://, redis+cluster://, rediss+cluster:// or unix:// URL, or empty for embedded in-memory Redis"
+		return redisURLForms
+	}
+	return ""
+}
+
+// checkReplicas accepts what redisstore.ParseReplicas reads: "auto" (or
+// empty), "none", or a number of replicas from 0 to 100.
+func checkReplicas(s string) string {
+	switch s {
+	case "", "auto", "none":
+		return ""
+	}
+	if n, err := strconv.Atoi(s); err != nil || n < 0 || n > 100 {
+		return "must be auto, none, or a number of replicas (0-100)"
 	}
 	return ""
 }

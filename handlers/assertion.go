@@ -101,6 +101,8 @@ type Asserted struct {
 	authz.Principal
 	// Claims are the assertion's claims (the M2M token's original_token_claims).
 	Claims map[string]any
+	// Issuer is the assertion's issuer (no trailing slash).
+	Issuer string
 	// SessionID and APITokenID name the session or API token of one of
 	// tokend's own tokens, on which the M2M tokens it buys depend.
 	SessionID, APITokenID string
@@ -138,6 +140,7 @@ func (a *Assertions) Verify(ctx context.Context, assertion string, cl *config.Cl
 	if err != nil {
 		return nil, err
 	}
+	as.Issuer = strings.TrimSuffix(iss, "/")
 	if err := a.checkAudience(as.Claims, cl.AssertionAudiences); err != nil {
 		return nil, err
 	}
@@ -207,6 +210,11 @@ func (a *Assertions) checkAudience(claims map[string]any, extra []string) error 
 	return fmt.Errorf("%w: aud %q names none of %q", errAssertion, []string(aud), accepted)
 }
 
+// maxAssertionLife bounds how far in the future a foreign assertion may
+// expire (RFC 7523 §3 allows refusing "unreasonably far" ones): its jti is
+// remembered that long.
+const maxAssertionLife = 24 * time.Hour
+
 // useOnce accepts a foreign assertion's jti once until it expires (plus the
 // leeway), across every replica.
 func (a *Assertions) useOnce(ctx context.Context, iss string, claims map[string]any) error {
@@ -217,6 +225,9 @@ func (a *Assertions) useOnce(ctx context.Context, iss string, claims map[string]
 	exp, err := jwt.MapClaims(claims).GetExpirationTime()
 	if err != nil || exp == nil {
 		return fmt.Errorf("%w: exp", errAssertion)
+	}
+	if exp.Sub(a.now()) > maxAssertionLife {
+		return fmt.Errorf("%w: exp more than %s ahead", errAssertion, maxAssertionLife)
 	}
 	fresh, err := a.used.UseAssertionID(ctx, strings.TrimSuffix(iss, "/"), jti, exp.Add(assertionLeeway))
 	if err != nil {

@@ -213,6 +213,9 @@ func (h *Auth) exchange(ctx context.Context, in exchangeInput) (exchanged, error
 	if cl.IsPublic() && in.Verifier == "" {
 		return exchanged{}, connect.NewError(connect.CodeInvalidArgument, errVerifierMismatch)
 	}
+	if h.users.Ready() != nil { // before the code is consumed
+		return exchanged{}, connect.NewError(connect.CodeUnavailable, errUnavailable)
+	}
 	check := redisstore.CodeCheck{ClientID: cl.ID, RedirectURI: in.RedirectURI}
 	if in.Verifier != "" {
 		check.Challenge = s256(in.Verifier)
@@ -232,7 +235,10 @@ func (h *Auth) exchange(ctx context.Context, in exchangeInput) (exchanged, error
 	case err != nil:
 		return exchanged{}, storeError(ctx, h.log, "exchange authorization code", err)
 	}
-	if !h.users.Exists(ac.UserID) { // removed from the configuration since
+	if err := h.users.Current(ac.UserID, ac.IssuedAt); err != nil { // removed from the configuration since
+		if errors.Is(err, errNotSynced) {
+			return exchanged{}, connect.NewError(connect.CodeUnavailable, errUnavailable)
+		}
 		if err := h.codes.RevokeFamily(ctx, ac.FamilyID); err != nil {
 			return exchanged{}, storeError(ctx, h.log, "revoke session of a removed user", err)
 		}

@@ -214,6 +214,9 @@ func (h *AuthV1) refresh(ctx context.Context, token string, by presenter) (*auth
 	if len(token) > maxTokenLen {
 		return nil, redisstore.Session{}, connect.NewError(connect.CodeUnauthenticated, errBadRefreshToken)
 	}
+	if h.users.Ready() != nil || h.clients.Ready() != nil { // before the token is consumed
+		return nil, redisstore.Session{}, connect.NewError(connect.CodeUnavailable, errUnavailable)
+	}
 	next, sess, err := h.sessions.RotateRefresh(ctx, token, redisstore.Rotation{TTL: h.policy.RefreshTTL,
 		Grace: h.policy.ReuseGrace, MaxReplays: maxGraceReplays, MaxLifetime: h.policy.MaxLifetime})
 	switch {
@@ -226,6 +229,9 @@ func (h *AuthV1) refresh(ctx context.Context, token string, by presenter) (*auth
 		return nil, sess, storeError(ctx, h.log, "rotate refresh token", err)
 	}
 	if refusal := h.mayRefresh(sess, by); refusal != nil {
+		if errors.Is(refusal, errNotSynced) {
+			return nil, sess, connect.NewError(connect.CodeUnavailable, errUnavailable)
+		}
 		if err := h.sessions.RevokeFamily(ctx, next.FamilyID); err != nil {
 			return nil, sess, storeError(ctx, h.log, "revoke refresh family", err)
 		}
@@ -238,10 +244,11 @@ func (h *AuthV1) refresh(ctx context.Context, token string, by presenter) (*auth
 }
 
 // mayRefresh is refresh's check of a rotated session against who presented
-// it and the configuration: nil, or the refusal.
-func (h *AuthV1) mayRefresh(sess redisstore.Session, by presenter) *connect.Error {
-	if !h.users.Exists(sess.UserID) {
-		return connect.NewError(connect.CodeUnauthenticated, errBadRefreshToken)
+// it and the configuration: nil, errNotSynced, or the refusal.
+func (h *AuthV1) mayRefresh(sess redisstore.Session, by presenter) error {
+	created := time.Unix(sess.Created, 0)
+	if err := h.users.Current(sess.UserID, created); err != nil {
+		return gone(err, errBadRefreshToken)
 	}
 	if sess.ClientID == "" { // a first-party sign-in
 		if by.ClientID != "" {
@@ -249,10 +256,10 @@ func (h *AuthV1) mayRefresh(sess redisstore.Session, by presenter) *connect.Erro
 		}
 		return nil
 	}
-	cl, known := h.clients.Get(sess.ClientID)
+	cl, err := h.clients.Current(sess.ClientID, created)
 	switch {
-	case !known:
-		return connect.NewError(connect.CodeUnauthenticated, errBadRefreshToken)
+	case err != nil:
+		return gone(err, errBadRefreshToken)
 	case by.ClientID != "" && by.ClientID != cl.ID:
 		return connect.NewError(connect.CodeUnauthenticated, errBadRefreshToken)
 	case !cl.IsPublic() && !by.Authenticated:

@@ -29,6 +29,7 @@ type Clients struct {
 	// checks joins concurrent Checks of one (id, secret): a burst of
 	// calls with a new secret counts and verifies once.
 	checks singleflight.Group
+	back   comebacks
 }
 
 // ClientLimit throttles failed client authentications (Clients.Check).
@@ -64,6 +65,43 @@ func NewClients(clients []config.Client, cache *passhash.SecretCache) *Clients {
 func (c *Clients) Get(id string) (*config.Client, bool) {
 	cl, ok := c.byID[id]
 	return cl, ok
+}
+
+// IDs lists the configured client ids.
+func (c *Clients) IDs() []string {
+	ids := make([]string, 0, len(c.byID))
+	for id := range c.byID {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// SetComebacks records which client ids came back after a removal, and
+// when they were removed (redisstore.SyncConfigured).
+func (c *Clients) SetComebacks(since map[string]time.Time) { c.back.set(since) }
+
+// Ready is errNotSynced until SetComebacks (see Users.Ready).
+func (c *Clients) Ready() error { return c.back.ready() }
+
+// Current returns the client id if what was issued to it at issued still
+// belongs to a configured client; else errGone (not configured, or removed after
+// issued and configured again), or errNotSynced until SetComebacks.
+func (c *Clients) Current(id string, issued time.Time) (*config.Client, error) {
+	cl, ok := c.byID[id]
+	if !ok {
+		return nil, errGone
+	}
+	if err := c.back.check(id, issued); err != nil {
+		return nil, err
+	}
+	return cl, nil
+}
+
+// Trusts reports whether client id is configured and lists issuer among
+// its assertion_issuers.
+func (c *Clients) Trusts(id, issuer string) bool {
+	cl, ok := c.byID[id]
+	return ok && trustedIssuer(cl.AssertionIssuers, issuer)
 }
 
 // Authenticate checks a confidential client's secret. Unknown clients,

@@ -126,8 +126,9 @@ func (h *M2M) create(ctx context.Context, m *m2mpb.CreateTokenRequest) (*m2mpb.C
 
 	claims := &tokens.Claims{ClientID: cl.ID, Scope: strings.Join(scopes, " "), Kind: tokens.KindClient,
 		Owner: owner, Name: m.TokenName}
-	if asserted != nil { // the M2M token dies with the sign-in or API token it was bought with
+	if asserted != nil { // the M2M token dies with the sign-in or API token it was bought with, and the trust
 		claims.SessionID, claims.APITokenID = asserted.SessionID, asserted.APITokenID
+		claims.AssertionIssuer = asserted.Issuer
 	}
 	claims.Subject = cl.ID
 	claims.Audience = aud

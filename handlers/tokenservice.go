@@ -142,8 +142,15 @@ func (h *TokenService) GetAccessToken(ctx context.Context, req *connect.Request[
 	}
 	sum := sha256.Sum256([]byte(secret))
 	if subtle.ConstantTimeCompare(sum[:], rec.SecretHash) != 1 ||
-		(!rec.ExpiresAt.IsZero() && !now.Before(rec.ExpiresAt)) ||
-		!h.users.Exists(rec.Owner) {
+		(!rec.ExpiresAt.IsZero() && !now.Before(rec.ExpiresAt)) {
+		return nil, connect.NewError(connect.CodeUnauthenticated, errBadAPIToken)
+	}
+	// The owner must still be configured, and be who created it: an API
+	// token of a removed user stays dead if the id is configured again.
+	if err := h.users.Current(rec.Owner, rec.CreatedAt); err != nil {
+		if errors.Is(err, errNotSynced) {
+			return nil, connect.NewError(connect.CodeUnavailable, errUnavailable)
+		}
 		return nil, connect.NewError(connect.CodeUnauthenticated, errBadAPIToken)
 	}
 	h.usage.Record(id, now)

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/passhash"
@@ -11,6 +12,7 @@ import (
 type Users struct {
 	byName map[string]config.User
 	byID   map[string]bool
+	back   comebacks
 	// dummy is verified instead of a real hash when the username is unknown,
 	// so that unknown users cost the same time as wrong passwords.
 	dummy string
@@ -50,3 +52,33 @@ func (u *Users) Authenticate(username, password string) (string, bool) {
 
 // Exists reports whether a user with the decimal id exists.
 func (u *Users) Exists(id string) bool { return u.byID[id] }
+
+// IDs lists the configured user ids (decimal).
+func (u *Users) IDs() []string {
+	ids := make([]string, 0, len(u.byID))
+	for id := range u.byID {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// SetComebacks records which user ids came back after a removal, and when
+// they were removed (redisstore.SyncConfigured).
+func (u *Users) SetComebacks(since map[string]time.Time) { u.back.set(since) }
+
+// Ready is errNotSynced until SetComebacks: callers that consume something
+// (a code, a refresh token) ask before, so that they never consume it and
+// then fail for want of the record.
+func (u *Users) Ready() error { return u.back.ready() }
+
+// Current reports whether what was issued to user id at issued (a session,
+// an API token, an access token) still belongs to a configured user: nil;
+// errGone when the user is not configured, or was removed (after issued)
+// and configured again (a removal is permanent for what the id held before);
+// errNotSynced until SetComebacks.
+func (u *Users) Current(id string, issued time.Time) error {
+	if !u.byID[id] {
+		return errGone
+	}
+	return u.back.check(id, issued)
+}

@@ -143,7 +143,7 @@ func (s *Store) DeleteAPIToken(ctx context.Context, owner, id string) error {
 	if !validID(id) {
 		return ErrNotFound
 	}
-	n, err := apiTokenDeleteScript.Run(ctx, s.rdb, []string{s.keys.apiToken(id)}, owner).Int()
+	n, err := s.revoke(ctx, apiTokenDeleteScript, []string{s.keys.apiToken(id)}, owner).Int()
 	if err != nil {
 		return wrap("delete API token", err)
 	}

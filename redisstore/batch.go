@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"slices"
 	"sync"
 
 	"github.com/redis/go-redis/v9"
@@ -12,11 +13,17 @@ import (
 // server pays one write and one read system call (on both sides) for many
 // requests instead of one pair each. A lone request goes out at once: the
 // worker never waits for company.
+//
+// Calls that revoke or rotate go through queues of their own: their
+// pipelines end with a WAIT for replicas (see Durability), which holds the
+// pipeline until a replica confirms (or, with none, for the whole timeout),
+// and reads must not wait behind it.
 type batcher struct {
-	store *Store
-	ops   chan *batchOp
-	stop  chan struct{}
-	once  sync.Once
+	store   *Store
+	ops     chan *batchOp // calls that need no replica's confirmation
+	durable chan *batchOp // calls with a script of durableScripts
+	stop    chan struct{}
+	once    sync.Once
 }
 
 type batchOp struct {
@@ -33,19 +40,21 @@ const (
 func (b *batcher) start() {
 	b.once.Do(func() {
 		b.ops = make(chan *batchOp, 1024)
+		b.durable = make(chan *batchOp, 1024)
 		for range batchWorkers {
-			go b.work()
+			go b.work(b.ops)
+			go b.work(b.durable)
 		}
 	})
 }
 
-func (b *batcher) work() {
+func (b *batcher) work(queue <-chan *batchOp) {
 	var ops []*batchOp
 	var calls []scriptCall
 	for {
 		ops, calls = ops[:0], calls[:0]
 		select {
-		case op := <-b.ops:
+		case op := <-queue:
 			ops, calls = append(ops, op), append(calls, op.calls...)
 		case <-b.stop:
 			return
@@ -53,7 +62,7 @@ func (b *batcher) work() {
 	drain:
 		for len(calls) < batchMax {
 			select {
-			case op := <-b.ops:
+			case op := <-queue:
 				ops, calls = append(ops, op), append(calls, op.calls...)
 			default:
 				break drain
@@ -152,8 +161,12 @@ func (b *batcher) send(ctx context.Context, calls []scriptCall) ([]redis.Cmder, 
 	default:
 	}
 	op := &batchOp{calls: calls, done: make(chan error, 1)}
+	queue := b.ops
+	if slices.ContainsFunc(calls, func(c scriptCall) bool { return durableScripts[c.script] }) {
+		queue = b.durable
+	}
 	select {
-	case b.ops <- op:
+	case queue <- op:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-b.stop:

@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"crypto/sha256"
+	"fmt"
 	"testing"
 	"time"
 
@@ -145,4 +146,44 @@ func BenchmarkGetM2MTokens(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkDurability is the cost of waiting for a replica (Durability)
+// on the writes that revoke or rotate: refresh-token rotations on a master
+// with one replica, with ReplicasNone and with the default (WAIT for 1
+// replica), at 16 goroutines per core (batched: one WAIT per pipeline) and
+// at 1 (one WAIT per call).
+func BenchmarkDurability(b *testing.B) {
+	m := redistest.Start(b)
+	redistest.StartReplica(b, m)
+	for _, d := range []struct {
+		name     string
+		replicas int
+	}{{"none", ReplicasNone}, {"replica1", ReplicasAuto}} {
+		s, err := Open(b.Context(), m.URL, Options{Durability: Durability{Replicas: d.replicas}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = s.Close() })
+		for _, par := range []int{1, 16} {
+			b.Run(fmt.Sprintf("rotate/%s/par%d", d.name, par), func(b *testing.B) {
+				b.SetParallelism(par)
+				b.RunParallel(func(pb *testing.PB) {
+					cur, err := s.CreateRefresh(b.Context(), benchSession, time.Hour)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					for pb.Next() {
+						next, _, err := s.RotateRefresh(b.Context(), cur.Token, rot(time.Hour, 0))
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						cur = next
+					}
+				})
+			})
+		}
+	}
 }

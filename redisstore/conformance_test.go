@@ -210,6 +210,43 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 		}
 	})
 
+	t.Run("SyncConfigured", func(t *testing.T) {
+		t.Parallel()
+		s, c := newStore(t)
+		ctx := t.Context()
+		sync := func(ids ...string) map[string]time.Time {
+			t.Helper()
+			back, err := s.SyncConfigured(ctx, ConfiguredUsers, ids)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return back
+		}
+		if back := sync("1", "2"); len(back) != 0 {
+			t.Errorf("first start: %v, want no id that came back", back)
+		}
+		if back := sync("1", "2"); len(back) != 0 { // a second replica, same configuration
+			t.Errorf("same configuration again: %v", back)
+		}
+		removed := time.Now().Truncate(time.Second)
+		sync("1") // 2 removed
+		advance(c, 1100*time.Millisecond)
+		back := sync("1", "2") // 2 back
+		if len(back) != 1 || back["2"].Before(removed.Add(-2*time.Second)) || back["2"].After(removed.Add(2*time.Second)) {
+			t.Fatalf("2 configured again: %v, want 2 with the time it was removed (about %v)", back, removed)
+		}
+		if again := sync("1", "2"); !again["2"].Equal(back["2"]) { // a replica starting later sees the same
+			t.Errorf("a later start: %v, want %v", again, back)
+		}
+		// Clients are recorded apart from users.
+		if cb, err := s.SyncConfigured(ctx, ConfiguredClients, []string{"2"}); err != nil || len(cb) != 0 {
+			t.Errorf("clients: %v, %v", cb, err)
+		}
+		if _, err := s.SyncConfigured(ctx, "groups", nil); err == nil {
+			t.Error("an unknown kind was accepted")
+		}
+	})
+
 	t.Run("AssertionOnce", func(t *testing.T) {
 		t.Parallel()
 		s, c := newStore(t)
@@ -837,6 +874,37 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 		}
 		if n := c.ZCard(ctx, s.keys.m2mIndex("alice")).Val(); n != 2 {
 			t.Errorf("alice's index holds %d, want 2", n)
+		}
+	})
+
+	// A record lost with a failover (its index entry kept) must stay
+	// revocable: DeleteTokens by id, or for all, blacklists the id.
+	t.Run("M2MDeleteLostRecord", func(t *testing.T) {
+		t.Parallel()
+		s, c := newStore(t)
+		ctx := t.Context()
+		for _, tok := range []M2MToken{m2m("alice", "lost1", hour), m2m("alice", "lost2", 0), m2m("alice", "lost3", hour)} {
+			if err := s.CreateM2MToken(ctx, tok); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Del(ctx, s.keys.m2mToken("alice", tok.ID)).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b, d, err := s.DeleteM2MTokens(ctx, "alice", []string{"lost1", "lost2"})
+		if err != nil || b != 2 || d != 0 {
+			t.Fatalf("delete lost records by id: %d, %d, %v; want 2, 0", b, d, err)
+		}
+		if b, d, err = s.DeleteM2MTokens(ctx, "alice", []string{"lost1"}); err != nil || b != 0 || d != 0 {
+			t.Errorf("again: %d, %d, %v; want 0, 0 (blacklisted once)", b, d, err)
+		}
+		if b, d, err = s.DeleteM2MTokens(ctx, "alice", nil); err != nil || b != 1 || d != 0 {
+			t.Errorf("delete all: %d, %d, %v; want lost3 blacklisted", b, d, err)
+		}
+		for _, id := range []string{"lost1", "lost2", "lost3"} {
+			if bl, err := s.M2MBlacklisted(ctx, "alice", id); err != nil || !bl {
+				t.Errorf("%s with its record lost: blacklisted %v, %v", id, bl, err)
+			}
 		}
 	})
 

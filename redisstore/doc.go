@@ -2,8 +2,13 @@
 // tokens and their families, authorization codes, login throttling and API
 // token records.
 //
-// A Store works over one Redis server, a Redis Cluster, or an embedded
-// in-memory miniredis (Open with an empty URL, for development). Every
+// A Store works over one Redis server, a Redis Cluster, a master found
+// through Redis Sentinel, or an embedded in-memory miniredis (Open with an
+// empty URL, for development). On a Cluster it reloads the slot map itself
+// when a node cannot be reached, so it follows a promoted replica within a
+// second. Writes that revoke or rotate end their pipeline with a WAIT for
+// replicas (Durability) and fail with ErrUnavailable when the replicas do
+// not confirm them. Every
 // operation that must not race is one Lua script or one atomic command, never
 // a read-then-write from Go; keys that one script touches share a hash tag,
 // so Cluster works. Scripts live in the *.lua files beside this one, each
@@ -64,6 +69,10 @@
 //	P:m2m:owners                 SET     none; owners with an empty index   CreateM2MToken, SweepM2M
 //	                                     are removed by SweepM2M
 //	  members: h(owner) of every owner with indexed M2M tokens (what the sweep walks)
+//	P:configured:{users}         HASH    none (one field per id ever    SyncConfigured
+//	P:configured:{clients}               configured)
+//	  fields: id → "L<cutoff>" while configured (cutoff: 0, or, for an id that came back, the Unix
+//	  time it was removed: what was issued to it until then stays refused), "R<at>" once removed
 //	P:ajti:{h(iss NUL jti)}      STRING  the client assertion's expiry      UseAssertionID
 //	  value: "1" while a foreign client assertion (issuer, jti) is unexpired: it is accepted once
 //

@@ -103,6 +103,13 @@ func (k keys) assertionID(issuer, jti string) string {
 	return k.prefix + ":ajti:{" + digest(issuer+"\x00"+jti) + "}"
 }
 
+// configured: HASH of the user (kind "users") or client ("clients") ids the
+// configuration has held: id → "L<cutoff>" while configured (cutoff: 0, or,
+// for an id that came back, the Unix time it was removed), "R<at>" once
+// removed. No
+// TTL: one field per id ever configured. Written by SyncConfigured.
+func (k keys) configured(kind string) string { return k.prefix + ":configured:{" + kind + "}" }
+
 // digest is a short hex SHA-256 of user input, for use inside key names.
 func digest(s string) string {
 	sum := sha256.Sum256([]byte(s))

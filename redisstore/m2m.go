@@ -217,7 +217,7 @@ func (s *Store) DeleteM2MTokens(ctx context.Context, owner string, ids []string)
 			keys = append(keys, s.keys.m2mTokenOf(d, id))
 			args = append(args, id)
 		}
-		res, err := m2mDeleteScript.Run(ctx, s.rdb, keys, args...).Int64Slice()
+		res, err := s.revoke(ctx, m2mDeleteScript, keys, args...).Int64Slice()
 		if err != nil {
 			return wrap("delete M2M tokens", err)
 		}

@@ -2,7 +2,10 @@
 -- blacklisted (once, for ever: bl is set to the time, ver incremented, the id
 -- added to the owner's blacklist set); expired ones are deleted with their
 -- index and blacklist entries. Ids not in this owner's index are ignored, so
--- nobody can touch another owner's tokens.
+-- nobody can touch another owner's tokens. An id whose record is gone while
+-- its index entry says it has not expired (a record lost with a Redis
+-- failover) is blacklisted all the same: its index entry stays, so the sweep
+-- removes both at the token's expiry.
 --
 -- KEYS[1] the owner's index (zset)
 -- KEYS[2] the owner's blacklist (set)
@@ -16,9 +19,12 @@ local now = tonumber(redis.call('TIME')[1])
 local blacklisted, deleted = 0, 0
 for i = 1, #ARGV do
   local id, rec = ARGV[i], KEYS[i + 2]
-  if redis.call('ZSCORE', KEYS[1], id) then
+  local score = redis.call('ZSCORE', KEYS[1], id)
+  if score then
     local exp = redis.call('HGET', rec, 'exp')
-    if not exp or (exp ~= '0' and tonumber(exp) <= now) then
+    if not exp and (score == 'inf' or tonumber(score) > now) then
+      blacklisted = blacklisted + redis.call('SADD', KEYS[2], id)
+    elseif not exp or (exp ~= '0' and tonumber(exp) <= now) then
       redis.call('DEL', rec)
       redis.call('ZREM', KEYS[1], id)
       redis.call('SREM', KEYS[2], id)

@@ -210,7 +210,7 @@ func (s *Store) RevokeRefresh(ctx context.Context, token string) error {
 	if !ok {
 		return nil
 	}
-	err := revokeRefreshScript.Run(ctx, s.rdb, []string{s.keys.family(fam), s.keys.refresh(fam, hash)}).Err()
+	err := s.revoke(ctx, revokeRefreshScript, []string{s.keys.family(fam), s.keys.refresh(fam, hash)}).Err()
 	return wrap("revoke refresh token", err)
 }
 
@@ -221,7 +221,7 @@ func (s *Store) RevokeFamily(ctx context.Context, familyID string) error {
 	if !validFamily(familyID) {
 		return nil
 	}
-	err := revokeFamilyScript.Run(ctx, s.rdb, []string{s.keys.family(familyID)}).Err()
+	err := s.revoke(ctx, revokeFamilyScript, []string{s.keys.family(familyID)}).Err()
 	return wrap("revoke refresh family", err)
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -47,6 +48,9 @@ type Options struct {
 	// MaxM2MPerOwner is the most live M2M tokens one owner may hold
 	// (CreateM2MToken); 0: no limit.
 	MaxM2MPerOwner int
+	// Durability: how many replicas confirm a revocation before it is
+	// acknowledged. The zero value is ReplicasAuto.
+	Durability Durability
 }
 
 // Fail-fast client settings: while Redis is away calls fail within about a
@@ -57,6 +61,13 @@ const (
 	poolTimeout  = time.Second
 	maxRetries   = 1
 	openPingWait = 2 * time.Second
+
+	// On a Cluster, a call follows at most clusterRedirects MOVED/ASK
+	// answers or connection failures, with a short backoff between tries:
+	// a slot whose master is down fails in tens of milliseconds, and the
+	// slot map reload (reloadHook) finds the promoted replica.
+	clusterRedirects  = 2
+	clusterMaxBackoff = 64 * time.Millisecond
 )
 
 // Store is tokend's state in Redis. Its methods are safe for concurrent use.
@@ -70,6 +81,10 @@ type Store struct {
 
 	maxM2M int // Options.MaxM2MPerOwner
 
+	durability Durability
+	replicas   replicas     // masters seen with replicas (ReplicasAuto)
+	reloaded   atomic.Int64 // unix ns of the last Cluster slot map reload
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -82,6 +97,10 @@ type Store struct {
 //     — one Redis server (redis.ParseURL; its query options apply).
 //   - "redis+cluster://[user:pass@]host1:port1,host2:port2[,…]" and
 //     "rediss+cluster://…" — Redis Cluster, seeded with those nodes.
+//   - "redis+sentinel://[user:pass@]host1:port1,host2:port2[,…]/master[/db]"
+//     and "rediss+sentinel://…" — the master that those Sentinels name,
+//     followed through failovers (user:pass are the master's; the query's
+//     sentinel_username and sentinel_password the Sentinels').
 //
 // Timeouts are short (dial 2s, read/write 1s, pool 1s, one retry) unless the
 // URL sets them. Open pings once but does not fail when Redis is down
@@ -98,12 +117,13 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 		}
 		m.ClockTTL(true) // keys expire in real time, as in Redis
 		o := &redis.Options{Addr: m.Addr()}
-		failFast(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.MaxRetries, &o.DialerRetries)
+		failFast(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.MaxRetries, &o.DialerRetries, 0)
+		opts.Durability.Replicas = ReplicasNone // in-process, no replicas
 		s := New(redis.NewClient(o), opts)
 		s.owned, s.embed = true, m
 		return s, nil
 	}
-	rdb, err := newClient(rawURL)
+	rdb, err := newClient(rawURL, opts.Durability.timeout())
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: %w", err)
 	}
@@ -112,11 +132,18 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 	pctx, cancel := context.WithTimeout(ctx, openPingWait)
 	defer cancel()
 	_ = s.Ping(pctx) // a Redis that is down now is reported by Ping later
+	if s.durability.Replicas == ReplicasAuto {
+		s.checkReplicas(pctx) // before the first request, now that nodes are known
+	}
 	return s, nil
 }
 
 // New returns a Store over rdb. The caller keeps ownership of rdb: Close
-// does not close it. New panics if opts.Prefix contains a brace.
+// does not close it. New adds hooks to rdb (the replicas' WAIT and, on a
+// Cluster, the slot map reload after failures), so rdb must be fresh: on a
+// ClusterClient that has already run commands, the nodes it knows would
+// miss the WAIT. New panics if opts is invalid (a brace in Prefix, a
+// Durability out of range).
 func New(rdb redis.UniversalClient, opts Options) *Store {
 	if err := opts.validate(); err != nil {
 		panic(err)
@@ -125,8 +152,26 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 	if prefix == "" {
 		prefix = "tokend"
 	}
-	s := &Store{rdb: rdb, keys: keys{prefix: prefix}, maxM2M: opts.MaxM2MPerOwner}
+	s := &Store{rdb: rdb, keys: keys{prefix: prefix}, durability: opts.Durability, maxM2M: opts.MaxM2MPerOwner}
+	s.replicas.seen = map[string]bool{}
+	s.replicas.nodes = map[string]*redis.Client{}
 	s.batch = &batcher{store: s, stop: make(chan struct{})}
+	switch c := rdb.(type) {
+	case *redis.Client:
+		c.AddHook(waitHook{s: s})
+	case *redis.ClusterClient:
+		c.OnNewNode(func(n *redis.Client) {
+			addr := n.Options().Addr
+			n.AddHook(waitHook{s: s, addr: addr})
+			s.replicas.mu.Lock()
+			s.replicas.nodes[addr] = n
+			s.replicas.mu.Unlock()
+		})
+		c.AddHook(reloadHook{c: c, last: &s.reloaded})
+	}
+	if s.durability.Replicas == ReplicasAuto {
+		go s.watchReplicas()
+	}
 	return s
 }
 
@@ -137,7 +182,7 @@ func (o Options) validate() error {
 	if strings.ContainsAny(o.Prefix, "{}") {
 		return fmt.Errorf("redisstore: key prefix %q must not contain braces", o.Prefix)
 	}
-	return nil
+	return o.Durability.validate()
 }
 
 // Close releases what Open created: the client and the embedded server.
@@ -176,10 +221,12 @@ func (s *Store) Embedded() bool { return s.embed != nil }
 func (s *Store) Client() redis.UniversalClient { return s.rdb }
 
 // newClient builds the client for a non-empty URL without connecting.
-func newClient(rawURL string) (redis.UniversalClient, error) {
+// wait is the longest WAIT a pipeline may carry: the read timeout leaves room
+// for it.
+func newClient(rawURL string, wait time.Duration) (redis.UniversalClient, error) {
 	scheme, rest, ok := strings.Cut(rawURL, "://")
 	if !ok {
-		return nil, errors.New("invalid Redis URL: want redis://, rediss://, redis+cluster://, rediss+cluster:// or unix://")
+		return nil, errors.New("invalid Redis URL: want redis://, rediss://, redis+cluster://, rediss+cluster://, redis+sentinel://, rediss+sentinel:// or unix://")
 	}
 	switch scheme {
 	case "redis", "rediss", "unix":
@@ -187,22 +234,36 @@ func newClient(rawURL string) (redis.UniversalClient, error) {
 		if err != nil {
 			return nil, fmt.Errorf("invalid Redis URL: %w", redactURLError(err))
 		}
-		failFast(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.MaxRetries, &o.DialerRetries)
+		failFast(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.MaxRetries, &o.DialerRetries, wait)
 		return redis.NewClient(o), nil
 	case "redis+cluster", "rediss+cluster":
 		o, err := parseClusterURL(strings.TrimSuffix(scheme, "+cluster"), rest)
 		if err != nil {
 			return nil, err
 		}
-		failFast(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.MaxRetries, &o.DialerRetries)
+		failFast(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.MaxRetries, &o.DialerRetries, wait)
+		if o.MaxRedirects == 0 {
+			o.MaxRedirects = clusterRedirects
+		}
+		if o.MaxRetryBackoff == 0 {
+			o.MaxRetryBackoff = clusterMaxBackoff
+		}
 		return redis.NewClusterClient(o), nil
+	case "redis+sentinel", "rediss+sentinel":
+		o, err := parseSentinelURL(strings.TrimSuffix(scheme, "+sentinel"), rest)
+		if err != nil {
+			return nil, err
+		}
+		failFast(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.MaxRetries, &o.DialerRetries, wait)
+		return redis.NewFailoverClient(o), nil
 	default:
-		return nil, fmt.Errorf("invalid Redis URL: unsupported scheme %q (want redis, rediss, redis+cluster, rediss+cluster or unix)", scheme)
+		return nil, fmt.Errorf("invalid Redis URL: unsupported scheme %q (want redis, rediss, redis+cluster, rediss+cluster, redis+sentinel, rediss+sentinel or unix)", scheme)
 	}
 }
 
-// failFast fills the timeouts a URL left unset with the fail-fast values.
-func failFast(dial, read, write, pool *time.Duration, retries, dialRetries *int) {
+// failFast fills the timeouts a URL left unset with the fail-fast values,
+// and makes the read timeout outlast a WAIT of wait.
+func failFast(dial, read, write, pool *time.Duration, retries, dialRetries *int, wait time.Duration) {
 	for _, d := range []struct {
 		p *time.Duration
 		v time.Duration
@@ -216,6 +277,9 @@ func failFast(dial, read, write, pool *time.Duration, retries, dialRetries *int)
 	}
 	if *dialRetries == 0 {
 		*dialRetries = 1 // go-redis' default of 5 dials per attempt is slow when refused
+	}
+	if *read > 0 && *read < wait+ioTimeout/2 {
+		*read = wait + ioTimeout/2
 	}
 }
 
@@ -259,6 +323,71 @@ func parseClusterURL(scheme, rest string) (*redis.ClusterOptions, error) {
 	if err != nil {
 		return nil, fmt.Errorf("invalid cluster URL: %w", redactURLError(err))
 	}
+	return o, nil
+}
+
+// parseSentinelURL turns "user:pass@h1:p1,h2:p2/master[/db][?opts]" (the
+// hosts are Sentinels; user:pass authenticate to the master, the query's
+// sentinel_username and sentinel_password to the Sentinels) into go-redis'
+// failover options.
+func parseSentinelURL(scheme, rest string) (*redis.FailoverOptions, error) {
+	rest, query, _ := strings.Cut(rest, "?")
+	authority, path, _ := strings.Cut(rest, "/")
+	master, db, _ := strings.Cut(path, "/")
+	if master == "" {
+		return nil, errors.New("invalid sentinel URL: no master name: want redis+sentinel://host:port[,host:port]/master-name[/db]")
+	}
+	if strings.Contains(db, "/") {
+		return nil, errors.New("invalid sentinel URL: want /master-name[/db]")
+	}
+	userinfo, hosts, hasUser := strings.Cut(authority, "@")
+	if !hasUser {
+		userinfo, hosts = "", authority
+	}
+	if hosts == "" {
+		return nil, errors.New("invalid sentinel URL: no hosts")
+	}
+	addrs := strings.Split(hosts, ",")
+	for _, a := range addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, fmt.Errorf("invalid sentinel URL: host %q: want host:port", a)
+		}
+	}
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return nil, fmt.Errorf("invalid sentinel URL query: %w", err)
+	}
+	sentinelUser, sentinelPass := q.Get("sentinel_username"), q.Get("sentinel_password")
+	q.Del("sentinel_username")
+	q.Del("sentinel_password")
+	master, err = url.PathUnescape(master)
+	if err != nil {
+		return nil, errors.New("invalid sentinel URL: bad master name")
+	}
+	q.Set("master_name", master)
+	if hasUser {
+		user, pass, _ := strings.Cut(userinfo, ":")
+		if user, err = url.PathUnescape(user); err != nil {
+			return nil, errors.New("invalid sentinel URL: bad user name")
+		}
+		if pass, err = url.PathUnescape(pass); err != nil {
+			return nil, errors.New("invalid sentinel URL: bad password")
+		}
+		q.Set("username", user)
+		q.Set("password", pass)
+	}
+	for _, a := range addrs[1:] {
+		q.Add("addr", a)
+	}
+	u := scheme + "://" + addrs[0]
+	if db != "" {
+		u += "/" + db
+	}
+	o, err := redis.ParseFailoverURL(u + "?" + q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("invalid sentinel URL: %w", redactURLError(err))
+	}
+	o.SentinelUsername, o.SentinelPassword = sentinelUser, sentinelPass
 	return o, nil
 }
 
@@ -334,7 +463,11 @@ func (s *Store) runPipelined(ctx context.Context, calls []scriptCall) ([]redis.C
 	out := make([]redis.Cmder, len(calls))
 	// Pipelined's error is the first command's; each command's is read below.
 	send := func(idx []int, eval bool) {
-		_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		// The scripts that revoke or rotate are marked for waitHook, which
+		// ends each node's share of the pipeline with a WAIT for replicas.
+		durable := durableSet{}
+		pctx := context.WithValue(ctx, durableKey{}, durable)
+		_, _ = s.rdb.Pipelined(pctx, func(p redis.Pipeliner) error {
 			for _, i := range idx {
 				c := calls[i]
 				switch {
@@ -344,6 +477,9 @@ func (s *Store) runPipelined(ctx context.Context, calls []scriptCall) ([]redis.C
 					out[i] = c.script.Eval(ctx, p, c.keys, c.args...)
 				default:
 					out[i] = c.script.EvalSha(ctx, p, c.keys, c.args...)
+				}
+				if c.script != nil && durableScripts[c.script] {
+					durable[out[i]] = struct{}{}
 				}
 			}
 			return nil
@@ -382,6 +518,19 @@ func do[C redis.Cmder](ctx context.Context, s *Store, queue func(p redis.Pipelin
 		return none, err
 	}
 	return out[0].(C), err
+}
+
+// revoke runs a script that revokes through the batcher, so that it ends
+// with the replicas' WAIT (see Durability), without the request's prechecks:
+// a revocation is carried out whatever the caller's own token's state.
+func (s *Store) revoke(ctx context.Context, script *redis.Script, keys []string, args ...any) *redis.Cmd {
+	out, err := s.batch.send(ctx, []scriptCall{{script: script, keys: keys, args: args}})
+	if len(out) == 1 {
+		return out[0].(*redis.Cmd)
+	}
+	c := redis.NewCmd(ctx)
+	c.SetErr(err)
+	return c
 }
 
 // run runs one script through the batcher, sharing a pipeline with other

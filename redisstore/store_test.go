@@ -66,6 +66,9 @@ func testOpenURL(t *testing.T) {
 				if o.DialTimeout != dialTimeout || o.PoolTimeout != poolTimeout || o.MaxRetries != maxRetries {
 					t.Errorf("timeouts not fail-fast: %+v", o)
 				}
+				if o.MaxRedirects != clusterRedirects || o.MaxRetryBackoff != clusterMaxBackoff {
+					t.Errorf("redirects not fail-fast: %d, backoff up to %v", o.MaxRedirects, o.MaxRetryBackoff)
+				}
 				if strings.Contains(tt.url, "read_timeout=3s") && o.ReadTimeout != 3*time.Second {
 					t.Errorf("ReadTimeout = %v, the URL said 3s", o.ReadTimeout)
 				}
@@ -204,5 +207,64 @@ func TestStringList(t *testing.T) {
 	}
 	if got := stringList(`["broken`); got != nil {
 		t.Errorf("broken list read as %q", got)
+	}
+}
+
+// TestSentinelURL checks how redis+sentinel:// URLs become go-redis'
+// failover options, and that Open takes one without a Sentinel running.
+func TestSentinelURL(t *testing.T) {
+	tests := []struct {
+		url     string
+		want    redis.FailoverOptions
+		tls     bool
+		wantErr string
+	}{
+		{url: "redis+sentinel://a:26379,b:26380/mymaster",
+			want: redis.FailoverOptions{MasterName: "mymaster", SentinelAddrs: []string{"a:26379", "b:26380"}}},
+		{url: "rediss+sentinel://u:p%40ss@a:26379/mymaster/3?sentinel_password=sp", tls: true,
+			want: redis.FailoverOptions{MasterName: "mymaster", SentinelAddrs: []string{"a:26379"}, Username: "u",
+				Password: "p@ss", DB: 3, SentinelPassword: "sp"}},
+		{url: "redis+sentinel://a:26379/m?dial_timeout=5s",
+			want: redis.FailoverOptions{MasterName: "m", SentinelAddrs: []string{"a:26379"}, DialTimeout: 5 * time.Second}},
+		{url: "redis+sentinel://a:26379", wantErr: "no master name"},
+		{url: "redis+sentinel://a:26379/", wantErr: "no master name"},
+		{url: "redis+sentinel:///m", wantErr: "no hosts"},
+		{url: "redis+sentinel://a/m", wantErr: "want host:port"},
+		{url: "redis+sentinel://a:1/m/x", wantErr: "invalid database"},
+		{url: "redis+sentinel://a:1/m/1/2", wantErr: "want /master-name[/db]"},
+		{url: "redis+sentinel://a:1/m?bogus=1", wantErr: "unexpected option"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.url, func(t *testing.T) {
+			scheme, rest, _ := strings.Cut(tt.url, "://")
+			o, err := parseSentinelURL(strings.TrimSuffix(scheme, "+sentinel"), rest)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error = %v, want one containing %q", err, tt.wantErr)
+				}
+				if strings.Contains(err.Error(), "p@ss") || strings.Contains(err.Error(), "p%40ss") {
+					t.Errorf("the error shows the password: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := tt.want
+			if o.MasterName != w.MasterName || !slices.Equal(o.SentinelAddrs, w.SentinelAddrs) || o.Username != w.Username ||
+				o.Password != w.Password || o.DB != w.DB || o.SentinelPassword != w.SentinelPassword ||
+				o.DialTimeout != w.DialTimeout || (o.TLSConfig != nil) != tt.tls {
+				t.Errorf("options %+v, want %+v (tls %v)", o, w, tt.tls)
+			}
+		})
+	}
+	a := closedAddr(t)
+	s, err := Open(t.Context(), "redis+sentinel://"+a+"/mymaster", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Ping(t.Context()); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Ping with no Sentinel up: %v, want ErrUnavailable", err)
 	}
 }

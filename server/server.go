@@ -71,7 +71,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	// go-redis reports dial failures on its own; route them into our log
 	// (at debug: every failing call already reports unavailable).
 	goredis.SetLogger(redisLogger{log})
-	store, err := redisstore.Open(ctx, cfg.Redis.URL, redisstore.Options{MaxM2MPerOwner: cfg.Tokens.MaxM2MTokensPerOwner})
+	replicas, err := redisstore.ParseReplicas(cfg.Redis.Durability.Replicas)
+	if err != nil {
+		return nil, fmt.Errorf("redis.durability.replicas: %w", err)
+	}
+	store, err := redisstore.Open(ctx, cfg.Redis.URL, redisstore.Options{Durability: redisstore.Durability{
+		Replicas: replicas, Timeout: cfg.Redis.Durability.Timeout.D()}, MaxM2MPerOwner: cfg.Tokens.MaxM2MTokensPerOwner})
 	if err != nil {
 		return nil, fmt.Errorf("redis.url: %w", err)
 	}
@@ -81,7 +86,61 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	s := &Server{cfg: cfg, log: log, store: store, keys: keys, metrics: newMetrics()}
 	s.handler = noStore(clientaddr.New(cfg.TrustedPrefixes()).Wrap(
 		bounded(s.routes(), cfg.Limits.MaxRequestBytes, cfg.Limits.BodyTimeout.D())))
+	rctx, cancel := context.WithTimeout(ctx, openRecordWait)
+	defer cancel()
+	if err := s.recordConfiguration(rctx); err != nil {
+		log.Warn("could not record the configured users and clients in Redis; calls that need it answer unavailable until it is done", "err", err)
+		s.background = append(s.background, s.retryRecordConfiguration)
+	}
 	return s, nil
+}
+
+// openRecordWait bounds New's first try to record the configuration.
+const openRecordWait = 2 * time.Second
+
+// recordConfiguration records in Redis which users and clients the
+// configuration holds (redisstore.SyncConfigured), so that a removal is
+// permanent: an id configured again after a removal starts afresh, and the
+// sessions, API tokens and tokens issued to it before stay refused. Until it
+// has succeeded, what depends on it answers unavailable.
+func (s *Server) recordConfiguration(ctx context.Context) error {
+	users, err := s.store.SyncConfigured(ctx, redisstore.ConfiguredUsers, s.users.IDs())
+	if err != nil {
+		return err
+	}
+	clients, err := s.store.SyncConfigured(ctx, redisstore.ConfiguredClients, s.clients.IDs())
+	if err != nil {
+		return err
+	}
+	s.users.SetComebacks(users)
+	s.clients.SetComebacks(clients)
+	for kind, back := range map[string]map[string]time.Time{"user": users, "client": clients} {
+		for id, since := range back {
+			s.log.Info(kind+" configured again after a removal: what it held before stays revoked", "id", id, "since", since)
+		}
+	}
+	return nil
+}
+
+// retryRecordConfiguration tries recordConfiguration every second until it
+// succeeds (Redis was away at start).
+func (s *Server) retryRecordConfiguration(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			rctx, cancel := context.WithTimeout(ctx, openRecordWait)
+			err := s.recordConfiguration(rctx)
+			cancel()
+			if err == nil {
+				s.log.Info("recorded the configured users and clients in Redis")
+				return
+			}
+		}
+	}
 }
 
 // Handler is the whole HTTP surface of the server.
@@ -244,9 +303,14 @@ func (s *Server) routes() http.Handler {
 // configured); a session, an API token or an M2M token's record is a
 // precheck in Redis, all of them settled in one round trip. A malformed
 // token is refused.
-func (s *Server) revocation(c *tokens.Claims) (redisstore.Gate, bool) {
+func (s *Server) revocation(c *tokens.Claims) (redisstore.Gate, bool, error) {
 	var gate redisstore.Gate
+	var issued time.Time
+	if c.IssuedAt != nil {
+		issued = c.IssuedAt.Time
+	}
 	for _, src := range authz.Sources(c) {
+		var err error
 		switch src.Kind {
 		case authz.Session:
 			gate = append(gate, s.store.SessionCheck(src.ID))
@@ -255,26 +319,32 @@ func (s *Server) revocation(c *tokens.Claims) (redisstore.Gate, bool) {
 		case authz.M2MRecord:
 			gate = append(gate, s.store.M2MCheck(src.Owner, src.ID))
 		case authz.User:
-			if !s.users.Exists(src.ID) {
-				return nil, true
-			}
+			err = s.users.Current(src.ID, issued)
 		case authz.Client:
-			if _, ok := s.clients.Get(src.ID); !ok {
-				return nil, true
+			_, err = s.clients.Current(src.ID, issued)
+		case authz.AssertionTrust:
+			if !s.clients.Trusts(src.Owner, src.ID) {
+				return nil, true, nil
 			}
 		default:
-			return nil, true
+			return nil, true, nil
+		}
+		if err != nil {
+			if handlers.IsNotSynced(err) {
+				return nil, false, err
+			}
+			return nil, true, nil
 		}
 	}
-	return gate, false
+	return gate, false, nil
 }
 
 // revoked runs every revocation check of c's token: what the bearer check
 // refuses, introspection calls inactive and client assertions may not use.
 func (s *Server) revoked(ctx context.Context, c *tokens.Claims) (bool, error) {
-	gate, refused := s.revocation(c)
-	if refused {
-		return true, nil
+	gate, refused, err := s.revocation(c)
+	if err != nil || refused {
+		return refused, err
 	}
 	return redisstore.Settle(ctx, gate...)
 }

@@ -26,6 +26,9 @@ type Claims struct {
 	APITokenID string `json:"api_token_id,omitempty"`
 	Owner      string `json:"owner,omitempty"`
 	Name       string `json:"name,omitempty"`
+	// AssertionIssuer is, on an M2M token bought with a client assertion,
+	// the assertion's issuer: the token lives only while its client trusts it.
+	AssertionIssuer string `json:"assertion_iss,omitempty"`
 }
 
 // checkClaims holds the rules on kind and sub that both Sign and Verify enforce: kind is one of the

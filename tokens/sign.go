@@ -145,6 +145,7 @@ func appendClaims(b []byte, c *Claims) []byte {
 	b = appendStringField(b, `,"api_token_id":`, c.APITokenID)
 	b = appendStringField(b, `,"owner":`, c.Owner)
 	b = appendStringField(b, `,"name":`, c.Name)
+	b = appendStringField(b, `,"assertion_iss":`, c.AssertionIssuer)
 	b[start] = '{' // kind is always written, so there is a leading comma to replace
 	return append(b, '}')
 }

@@ -56,6 +56,13 @@ func Binary(t testing.TB) string {
 // listens on 127.0.0.1 and a free port; t.Cleanup kills it.
 func Start(t testing.TB, args ...string) *Server {
 	t.Helper()
+	return start(t, nil, args...)
+}
+
+// start is Start with pre before the usual arguments (a configuration
+// file, which redis-server wants first).
+func start(t testing.TB, pre []string, args ...string) *Server {
+	t.Helper()
 	bin := Binary(t)
 	dir := t.TempDir()
 	s := &Server{t: t, bin: bin, dir: dir}
@@ -69,10 +76,11 @@ func Start(t testing.TB, args ...string) *Server {
 		s.URL = fmt.Sprintf("redis://127.0.0.1:%d/0", s.port)
 		base := []string{"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1", "--dir", dir,
 			"--logfile", "redis.log", "--loglevel", "notice", "--protected-mode", "yes"}
-		if !slices.Contains(args, "--save") {
+		base = append(slices.Clip(pre), base...)
+		if !slices.Contains(args, "--save") && !slices.Contains(args, "--sentinel") {
 			base = append(base, "--save", "")
 		}
-		if !slices.Contains(args, "--appendonly") {
+		if !slices.Contains(args, "--appendonly") && !slices.Contains(args, "--sentinel") {
 			base = append(base, "--appendonly", "no")
 		}
 		s.args = append(base, args...)
