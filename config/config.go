@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strconv"
 	"time"
@@ -17,12 +18,17 @@ type Config struct {
 	Signing       Signing       `yaml:"signing"`
 	Tokens        Tokens        `yaml:"tokens"`
 	LoginThrottle LoginThrottle `yaml:"login_throttle"`
-	CORS          CORS          `yaml:"cors"`
-	TLS           TLS           `yaml:"tls"`
-	Log           Log           `yaml:"log"`
-	Limits        Limits        `yaml:"limits"`
-	Users         []User        `yaml:"users,omitempty"`
-	Clients       []Client      `yaml:"clients,omitempty"`
+	// ClientAuthThrottle limits failed client authentications.
+	ClientAuthThrottle ClientAuthThrottle `yaml:"client_auth_throttle"`
+	// TrustedProxies are the CIDRs (or single addresses) of reverse proxies
+	// whose X-Forwarded-For / Forwarded name the client address.
+	TrustedProxies []string `yaml:"trusted_proxies,omitempty"`
+	CORS           CORS     `yaml:"cors"`
+	TLS            TLS      `yaml:"tls"`
+	Log            Log      `yaml:"log"`
+	Limits         Limits   `yaml:"limits"`
+	Users          []User   `yaml:"users,omitempty"`
+	Clients        []Client `yaml:"clients,omitempty"`
 }
 
 // Redis says where state lives.
@@ -56,13 +62,54 @@ type Tokens struct {
 	// SessionMaxLifetime is the absolute lifetime of a sign-in: no refresh-token rotation takes a
 	// session past its start plus this.
 	SessionMaxLifetime Duration `yaml:"session_max_lifetime"`
+	// MaxM2MTokensPerOwner is the most live (unexpired, revoked or not) M2M
+	// tokens one owner may hold; CreateToken beyond it is resource_exhausted.
+	MaxM2MTokensPerOwner int `yaml:"max_m2m_tokens_per_owner"`
 }
 
-// LoginThrottle limits failed password logins, per username and per client
-// address.
+// LoginThrottle limits failed password logins: per (username, client
+// address) and per client address, and, much higher, per username from
+// every address, so that a distributed guess on one account stays bounded
+// while one attacker cannot lock a user out from elsewhere.
 type LoginThrottle struct {
+	MaxFailures        int      `yaml:"max_failures"`
+	MaxFailuresPerUser int      `yaml:"max_failures_per_user"`
+	Window             Duration `yaml:"window"`
+}
+
+// ClientAuthThrottle limits failed client authentications (a wrong
+// client secret on any endpoint), per (client, client address) and per
+// client address.
+type ClientAuthThrottle struct {
 	MaxFailures int      `yaml:"max_failures"`
 	Window      Duration `yaml:"window"`
+}
+
+// TrustedPrefixes returns TrustedProxies parsed (Validate has checked
+// them; a bare address is a one-address prefix).
+func (c *Config) TrustedPrefixes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range c.TrustedProxies {
+		if p, err := parseProxy(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func parseProxy(s string) (netip.Prefix, error) {
+	if a, err := netip.ParseAddr(s); err == nil && a.Zone() == "" {
+		a = a.Unmap()
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	if p.Addr().Is4In6() {
+		return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96), nil
+	}
+	return p.Masked(), nil
 }
 
 // CORS lists the browser origins allowed to call.
@@ -87,8 +134,10 @@ type Log struct {
 
 // Limits bounds requests and shutdown.
 type Limits struct {
-	MaxRequestBytes int64    `yaml:"max_request_bytes"`
-	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	MaxRequestBytes      int64    `yaml:"max_request_bytes"`      // ceiling on every request body; each procedure has its own, smaller limit
+	BodyTimeout          Duration `yaml:"body_timeout"`           // a request body must arrive within this long of its headers
+	MaxConcurrentStreams int      `yaml:"max_concurrent_streams"` // HTTP/2 streams one connection may have open at once
+	ShutdownTimeout      Duration `yaml:"shutdown_timeout"`
 }
 
 // User is a user who signs in with a password.
@@ -222,9 +271,13 @@ func Default() Config {
 			RefreshReuseGrace: Duration(2 * time.Second),
 			// 90 days: a quarter without signing in again, as the longest-lived consumer sessions do.
 			SessionMaxLifetime: Duration(2160 * time.Hour),
+			// a line of its own, apart from the lifetimes above
+			MaxM2MTokensPerOwner: 10000,
 		},
-		LoginThrottle: LoginThrottle{MaxFailures: 10, Window: Duration(15 * time.Minute)},
-		Log:           Log{Format: "json", Level: "info"},
-		Limits:        Limits{MaxRequestBytes: 1 << 20, ShutdownTimeout: Duration(15 * time.Second)},
+		LoginThrottle:      LoginThrottle{MaxFailures: 10, MaxFailuresPerUser: 100, Window: Duration(15 * time.Minute)},
+		ClientAuthThrottle: ClientAuthThrottle{MaxFailures: 10, Window: Duration(15 * time.Minute)},
+		Log:                Log{Format: "json", Level: "info"},
+		Limits: Limits{MaxRequestBytes: 1 << 20, BodyTimeout: Duration(10 * time.Second), MaxConcurrentStreams: 100,
+			ShutdownTimeout: Duration(15 * time.Second)},
 	}
 }

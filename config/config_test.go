@@ -312,6 +312,18 @@ func TestValidate(t *testing.T) {
 		{"scope quote", func(c *Config) { c.Clients[0].Scopes = []string{`a"b`} }, "clients[0].scopes[0]:"},
 		{"audience space", func(c *Config) { c.Clients[1].Audiences = []string{"my api"} }, "clients[1].audiences[0]: must be a non-empty string without spaces"},
 		{"audience empty", func(c *Config) { c.Clients[1].Audiences = []string{""} }, "clients[1].audiences[0]:"},
+		{"reuse grace of hours", func(c *Config) { c.Tokens.RefreshReuseGrace = Duration(2 * time.Hour) }, "tokens.refresh_reuse_grace: must be ≤ 1h0m0s"},
+		{"throttle window of 1ms", func(c *Config) { c.LoginThrottle.Window = Duration(time.Millisecond) }, "login_throttle.window: must be ≥ 1s"},
+		{"client throttle window", func(c *Config) { c.ClientAuthThrottle.Window = Duration(time.Millisecond) }, "client_auth_throttle.window: must be ≥ 1s"},
+		{"client throttle max", func(c *Config) { c.ClientAuthThrottle.MaxFailures = 0 }, "client_auth_throttle.max_failures: must be ≥ 1"},
+		{"per-user ceiling", func(c *Config) { c.LoginThrottle.MaxFailuresPerUser = 0 }, "login_throttle.max_failures_per_user: must be ≥ 1"},
+		{"absurd body limit", func(c *Config) { c.Limits.MaxRequestBytes = 1 << 30 }, "limits.max_request_bytes: must be ≤"},
+		{"body timeout", func(c *Config) { c.Limits.BodyTimeout = Duration(time.Hour) }, "limits.body_timeout: must be ≤ 5m0s"},
+		{"no body timeout", func(c *Config) { c.Limits.BodyTimeout = 0 }, "limits.body_timeout: must be > 0"},
+		{"streams", func(c *Config) { c.Limits.MaxConcurrentStreams = 0 }, "limits.max_concurrent_streams: must be ≥ 1"},
+		{"M2M quota", func(c *Config) { c.Tokens.MaxM2MTokensPerOwner = 0 }, "tokens.max_m2m_tokens_per_owner: must be ≥ 1"},
+		{"proxy not a CIDR", func(c *Config) { c.TrustedProxies = []string{"10.0.0.0/8", "proxy.local"} }, `trusted_proxies[1]: want a CIDR`},
+		{"every peer trusted", func(c *Config) { c.TrustedProxies = []string{"0.0.0.0/0"} }, "trusted_proxies[0]: 0.0.0.0/0 trusts every peer"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := mustParse(t, full, nil)
@@ -412,5 +424,53 @@ func TestRedisURLForms(t *testing.T) {
 		if err != nil && !strings.Contains(err.Error(), "redis.url") {
 			t.Errorf("redis.url %q: error %v does not name the key", url, err)
 		}
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	dir := t.TempDir()
+	open, shared := filepath.Join(dir, "open.pem"), filepath.Join(dir, "shared.pem")
+	private := filepath.Join(dir, "private.pem")
+	for path, mode := range map[string]os.FileMode{open: 0o644, shared: 0o640, private: 0o600} {
+		if err := os.WriteFile(path, []byte("x"), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, mode); err != nil { // whatever the umask
+			t.Fatal(err)
+		}
+	}
+	c := Default()
+	if w := c.Warnings(); len(w) != 0 {
+		t.Errorf("the defaults warn: %q", w)
+	}
+	c.Issuer = "http://auth.example.com"
+	c.Signing.KeyFiles = []string{private, open, shared}
+	c.Tokens.RefreshReuseGrace = Duration(10 * time.Minute)
+	c.LoginThrottle.Window = Duration(5 * time.Second)
+	c.LoginThrottle.MaxFailuresPerUser = 5
+	c.TrustedProxies = []string{"10.0.0.0/4"}
+	c.CORS.AllowedOrigins = []string{"*"}
+	got := strings.Join(c.Warnings(), "\n")
+	for _, want := range []string{
+		"issuer: http://auth.example.com is plain HTTP on a non-loopback host",
+		"signing.key_files[1]: " + open + " is readable by group or others",
+		"signing.key_files[2]: " + shared + " is readable by group or others",
+		"tokens.refresh_reuse_grace: 10m0s is long",
+		"login_throttle.window: 5s is short",
+		"login_throttle.max_failures_per_user: 5 is below login_throttle.max_failures (10)",
+		"trusted_proxies[0]: 10.0.0.0/4 is a wide range",
+		`cors.allowed_origins[0]: "*" lets any web page`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("warnings lack %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "key_files[0]") {
+		t.Errorf("a 0600 key file warned:\n%s", got)
+	}
+	c = Default()
+	c.Issuer = "http://127.0.0.1:8080"
+	if w := c.Warnings(); len(w) != 0 {
+		t.Errorf("a loopback http issuer warns: %q", w)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,6 +40,9 @@ func (c *Config) Validate() error {
 	if t.AccessTTL > 0 && t.RefreshTTL > 0 && t.RefreshTTL < t.AccessTTL {
 		p.add("tokens.refresh_ttl", "must be ≥ tokens.access_ttl (%s)", t.AccessTTL)
 	}
+	if t.MaxM2MTokensPerOwner < 1 {
+		p.add("tokens.max_m2m_tokens_per_owner", "must be ≥ 1")
+	}
 	switch {
 	case t.RefreshReuseGrace < 0:
 		p.add("tokens.refresh_reuse_grace", "must be ≥ 0")
@@ -51,7 +55,19 @@ func (c *Config) Validate() error {
 	if c.LoginThrottle.MaxFailures < 1 {
 		p.add("login_throttle.max_failures", "must be ≥ 1")
 	}
+	if c.LoginThrottle.MaxFailuresPerUser < 1 {
+		p.add("login_throttle.max_failures_per_user", "must be ≥ 1")
+	}
 	p.positive("login_throttle.window", c.LoginThrottle.Window)
+	if c.ClientAuthThrottle.MaxFailures < 1 {
+		p.add("client_auth_throttle.max_failures", "must be ≥ 1")
+	}
+	p.positive("client_auth_throttle.window", c.ClientAuthThrottle.Window)
+	for i, s := range c.TrustedProxies {
+		if _, err := parseProxy(s); err != nil {
+			p.add(fmt.Sprintf("trusted_proxies[%d]", i), "want a CIDR such as 10.0.0.0/8 or an address, got %q", s)
+		}
+	}
 
 	for i, o := range c.CORS.AllowedOrigins {
 		p.check(fmt.Sprintf("cors.allowed_origins[%d]", i), checkOrigin(o))
@@ -73,11 +89,130 @@ func (c *Config) Validate() error {
 	if c.Limits.MaxRequestBytes <= 0 {
 		p.add("limits.max_request_bytes", "must be > 0")
 	}
+	p.positive("limits.body_timeout", c.Limits.BodyTimeout)
+	if c.Limits.MaxConcurrentStreams < 1 {
+		p.add("limits.max_concurrent_streams", "must be ≥ 1")
+	}
 	p.positive("limits.shutdown_timeout", c.Limits.ShutdownTimeout)
 
+	c.refuseUnsafe(&p)
 	c.validateUsers(&p)
 	c.validateClients(&p)
 	return errors.Join(p...)
+}
+
+// Bounds beyond which a setting can only be a mistake (refused), and
+// below which it is merely doubtful (Warnings).
+const (
+	maxReuseGrace      = time.Hour        // refused beyond: reuse detection would be off in all but name
+	warnReuseGrace     = time.Minute      // warned beyond
+	minThrottleWindow  = time.Second      // refused below: a window that forgets at once limits nothing
+	warnThrottleWindow = time.Minute      // warned below
+	maxRequestBytes    = 64 << 20         // refused beyond
+	warnRequestBytes   = 1 << 20          // warned beyond
+	maxBodyTimeout     = 5 * time.Minute  // refused beyond: a stalled body would hold memory that long
+	warnBodyTimeout    = 30 * time.Second // warned beyond
+	maxStreams         = 10000            // refused beyond
+	warnStreams        = 1000             // warned beyond
+	warnAccessTTL      = 24 * time.Hour   // warned beyond: access tokens are not revocable everywhere
+	warnMaxFailures    = 100              // warned beyond (login and client authentication)
+	warnM2MPerOwner    = 1_000_000        // warned beyond
+)
+
+// refuseUnsafe refuses settings that can only be a mistake.
+func (c *Config) refuseUnsafe(p *problems) {
+	if g := c.Tokens.RefreshReuseGrace; g.D() > maxReuseGrace && g < c.Tokens.RefreshTTL { // ≥ refresh_ttl: reported above
+		p.add("tokens.refresh_reuse_grace", "must be ≤ %s: a longer grace turns off reuse detection", maxReuseGrace)
+	}
+	for key, w := range map[string]Duration{"login_throttle.window": c.LoginThrottle.Window, "client_auth_throttle.window": c.ClientAuthThrottle.Window} {
+		if w > 0 && w.D() < minThrottleWindow {
+			p.add(key, "must be ≥ %s: a shorter window forgets failures at once and limits nothing", minThrottleWindow)
+		}
+	}
+	if c.Limits.MaxRequestBytes > maxRequestBytes {
+		p.add("limits.max_request_bytes", "must be ≤ %d (64 MiB); no request tokend serves is larger than 128 KiB", maxRequestBytes)
+	}
+	if c.Limits.BodyTimeout.D() > maxBodyTimeout {
+		p.add("limits.body_timeout", "must be ≤ %s: a stalled body holds memory this long", maxBodyTimeout)
+	}
+	if c.Limits.MaxConcurrentStreams > maxStreams {
+		p.add("limits.max_concurrent_streams", "must be ≤ %d", maxStreams)
+	}
+	for i, s := range c.TrustedProxies {
+		if pr, err := parseProxy(s); err == nil && pr.Bits() == 0 {
+			p.add(fmt.Sprintf("trusted_proxies[%d]", i), "%s trusts every peer: any client could name its own address", s)
+		}
+	}
+}
+
+// Warnings lists settings that are allowed but doubtful, each as "key:
+// why", for the log at start (once). It reads the permissions of the key
+// files named (not their contents); a file it cannot stat is left to the
+// start-up that opens it.
+func (c *Config) Warnings() []string {
+	var w []string
+	add := func(key, format string, args ...any) { w = append(w, key+": "+fmt.Sprintf(format, args...)) }
+	if u, err := url.Parse(c.Issuer); err == nil && u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		add("issuer", "%s is plain HTTP on a non-loopback host: tokens and secrets cross the network in clear (use https, or TLS at a proxy and an https issuer)", c.Issuer)
+	}
+	for i, f := range c.Signing.KeyFiles {
+		if readableByOthers(f) {
+			add(fmt.Sprintf("signing.key_files[%d]", i), "%s is readable by group or others; make it 0600 (chmod 600) or a mounted secret", f)
+		}
+	}
+	if c.TLS.KeyFile != "" && readableByOthers(c.TLS.KeyFile) {
+		add("tls.key_file", "%s is readable by group or others; make it 0600", c.TLS.KeyFile)
+	}
+	if g := c.Tokens.RefreshReuseGrace.D(); g > warnReuseGrace {
+		add("tokens.refresh_reuse_grace", "%s is long: a stolen refresh token can be used this long after its owner's without revoking the session (seconds are enough for retries)", g)
+	}
+	if t := c.Tokens.AccessTTL.D(); t > warnAccessTTL {
+		add("tokens.access_ttl", "%s is long: resource servers that verify tokens offline honour them this long", t)
+	}
+	for key, v := range map[string]Duration{"login_throttle.window": c.LoginThrottle.Window, "client_auth_throttle.window": c.ClientAuthThrottle.Window} {
+		if v.D() >= minThrottleWindow && v.D() < warnThrottleWindow {
+			add(key, "%s is short: a guesser gets max_failures attempts every %s", v, v)
+		}
+	}
+	for key, n := range map[string]int{"login_throttle.max_failures": c.LoginThrottle.MaxFailures, "client_auth_throttle.max_failures": c.ClientAuthThrottle.MaxFailures} {
+		if n > warnMaxFailures {
+			add(key, "%d failures per window is many for a password or secret guess", n)
+		}
+	}
+	if lt := c.LoginThrottle; lt.MaxFailuresPerUser < lt.MaxFailures {
+		add("login_throttle.max_failures_per_user", "%d is below login_throttle.max_failures (%d): one address can lock a user out everywhere", lt.MaxFailuresPerUser, lt.MaxFailures)
+	}
+	if n := c.Limits.MaxRequestBytes; n > warnRequestBytes {
+		add("limits.max_request_bytes", "%d is above 1 MiB; every procedure's own limit is smaller, so this only matters if it is lowered", n)
+	}
+	if d := c.Limits.BodyTimeout.D(); d > warnBodyTimeout {
+		add("limits.body_timeout", "%s is long: stalled request bodies hold connections and memory this long", d)
+	}
+	if n := c.Limits.MaxConcurrentStreams; n > warnStreams {
+		add("limits.max_concurrent_streams", "%d streams per HTTP/2 connection lets one connection hold a lot", n)
+	}
+	if n := c.Tokens.MaxM2MTokensPerOwner; n > warnM2MPerOwner {
+		add("tokens.max_m2m_tokens_per_owner", "%d lets one owner fill Redis (each token is about 1 KiB)", n)
+	}
+	for i, s := range c.TrustedProxies {
+		if pr, err := parseProxy(s); err == nil && pr.Bits() > 0 && pr.Bits() < pr.Addr().BitLen()/4 {
+			add(fmt.Sprintf("trusted_proxies[%d]", i), "%s is a wide range: every peer in it can name any client address", s)
+		}
+	}
+	for i, o := range c.CORS.AllowedOrigins {
+		if o == "*" {
+			add(fmt.Sprintf("cors.allowed_origins[%d]", i), `"*" lets any web page call tokend from its visitors' browsers`)
+		}
+	}
+	slices.Sort(w)
+	return w
+}
+
+// readableByOthers reports whether the file at path exists with group or
+// other permission bits set.
+func readableByOthers(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().Perm()&0o077 != 0
 }
 
 func (c *Config) validateUsers(p *problems) {

@@ -14,11 +14,13 @@ import (
 	"math/big"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/tokend/tokend/authz"
 	"github.com/tokend/tokend/config"
@@ -30,20 +32,34 @@ const AssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 // Assertions verifies client assertions: JWTs from an issuer a client
 // trusts. tokend's own tokens are verified locally (and must not be
-// revoked); other issuers' through their discovery document and JWKS,
-// fetched with a timeout and a size limit and cached.
+// revoked); other issuers' through their discovery document and JWKS
+// (foreignKey: fetched once for all concurrent callers, with a short
+// timeout and a size limit, cached as the issuer says within bounds,
+// failures cached too).
 type Assertions struct {
 	own     *tokens.Verifier
 	issuer  string
 	revoked func(context.Context, *tokens.Claims) (bool, error)
 	used    AssertionStore
 	client  *http.Client
-	ttl     time.Duration
 	now     func() time.Time
 
-	mu   sync.Mutex
-	jwks map[string]*jwksEntry // by issuer
+	fetchTimeout time.Duration // for both requests of one fetch
+
+	mu    sync.Mutex
+	jwks  map[string]*jwksEntry // by issuer; only trusted issuers are fetched, so it stays small
+	fetch singleflight.Group    // by issuer
 }
+
+// Bounds of the foreign JWKS cache.
+const (
+	jwksDefaultTTL   = 5 * time.Minute  // when the issuer sends no max-age
+	jwksMinTTL       = time.Minute      // the issuer's max-age is held within these bounds
+	jwksMaxTTL       = 24 * time.Hour   // (and keys are used this long past a fetch while refreshes fail)
+	jwksFailureTTL   = 30 * time.Second // a failed fetch is not retried before this
+	jwksUnknownKid   = time.Minute      // an unknown kid refetches at most this often per issuer
+	jwksFetchTimeout = 3 * time.Second
+)
 
 // AssertionStore remembers the foreign assertions accepted, so that each is
 // accepted once (RFC 7523 §3: jti).
@@ -54,21 +70,24 @@ type AssertionStore interface {
 }
 
 type jwksEntry struct {
-	keys    map[string]any // kid → public key
-	fetched time.Time
+	keys    map[string]any // kid → public key; nil before the first successful fetch
+	fetched time.Time      // last successful fetch
+	expires time.Time      // fetched + the issuer's max-age, within bounds
+	failed  time.Time      // last failed fetch since the last success (zero: none)
+	err     error          // why it failed
 }
 
 // NewAssertions returns a verifier of client assertions. own verifies
 // tokend's tokens (issuer issuer); revoked is tokend's revocation check for
 // them; used remembers foreign assertions' ids. client fetches foreign
-// issuers' keys (nil: a client with a 5s timeout).
+// issuers' keys (nil: a client with a 3s timeout).
 func NewAssertions(own *tokens.Verifier, issuer string, revoked func(context.Context, *tokens.Claims) (bool, error),
 	used AssertionStore, client *http.Client) *Assertions {
 	if client == nil {
-		client = &http.Client{Timeout: 5 * time.Second}
+		client = &http.Client{Timeout: jwksFetchTimeout}
 	}
 	return &Assertions{own: own, issuer: strings.TrimSuffix(issuer, "/"), revoked: revoked, used: used, client: client,
-		ttl: 5 * time.Minute, now: time.Now, jwks: map[string]*jwksEntry{}}
+		now: time.Now, fetchTimeout: jwksFetchTimeout, jwks: map[string]*jwksEntry{}}
 }
 
 // errAssertion is wrapped by every refusal; callers answer all of them alike.
@@ -229,23 +248,31 @@ func trustedIssuer(trusted []string, iss string) bool {
 	return false
 }
 
-// foreignKey returns the key kid of issuer iss, from the cache or fetched
-// (once more when kid is unknown and the cache is older than a minute, for
-// issuers that rotate keys).
+// foreignKey returns the key kid of issuer iss. Keys are cached for the
+// issuer's Cache-Control max-age (held within 1 min–24 h; 5 min without
+// one). An unknown kid refetches (for issuers that rotate keys) at most
+// once a minute. A failed fetch is remembered for 30 s, during which no
+// call fetches again, and the last keys fetched stay in use up to 24 h
+// while refreshes fail. However many calls need a fetch at once, one
+// fetch runs, with a 3 s timeout that no caller's cancellation cuts short.
 func (a *Assertions) foreignKey(ctx context.Context, iss, kid string) (any, error) {
 	a.mu.Lock()
 	e := a.jwks[iss]
 	a.mu.Unlock()
 	now := a.now()
-	if e == nil || now.Sub(e.fetched) > a.ttl || (e.keys[kid] == nil && now.Sub(e.fetched) > time.Minute) {
-		keys, err := a.fetchJWKS(ctx, iss)
-		if err != nil {
-			return nil, err
+	if e == nil || !e.usable(now, kid) {
+		failing := e != nil && !e.failed.IsZero() && now.Sub(e.failed) < jwksFailureTTL
+		stale := e == nil || e.keys == nil || !now.Before(e.expires)
+		unknownKid := e != nil && e.keys != nil && e.keys[kid] == nil && now.Sub(e.fetched) >= jwksUnknownKid
+		if !failing && (stale || unknownKid) {
+			e = a.refresh(ctx, iss)
 		}
-		e = &jwksEntry{keys: keys, fetched: now}
-		a.mu.Lock()
-		a.jwks[iss] = e
-		a.mu.Unlock()
+	}
+	if e == nil || e.keys == nil || now.Sub(e.fetched) >= jwksMaxTTL {
+		if e != nil && e.err != nil {
+			return nil, fmt.Errorf("keys of issuer %s: %w", iss, e.err)
+		}
+		return nil, fmt.Errorf("no keys for issuer %s", iss)
 	}
 	k := e.keys[kid]
 	if k == nil {
@@ -254,43 +281,98 @@ func (a *Assertions) foreignKey(ctx context.Context, iss, kid string) (any, erro
 	return k, nil
 }
 
+// usable reports whether e answers for kid without a fetch: fresh keys
+// that hold kid.
+func (e *jwksEntry) usable(now time.Time, kid string) bool {
+	return e.keys != nil && now.Before(e.expires) && e.keys[kid] != nil
+}
+
+// refresh fetches iss's keys, once for every concurrent caller, and
+// records the outcome: new keys, or the failure beside the keys it had.
+func (a *Assertions) refresh(ctx context.Context, iss string) *jwksEntry {
+	v, _, _ := a.fetch.Do(iss, func() (any, error) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.fetchTimeout)
+		defer cancel()
+		keys, maxAge, err := a.fetchJWKS(fctx, iss)
+		now := a.now()
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		next := &jwksEntry{}
+		if err != nil {
+			if old := a.jwks[iss]; old != nil {
+				*next = *old
+			}
+			next.failed, next.err = now, err
+		} else {
+			next.keys, next.fetched, next.expires = keys, now, now.Add(maxAge)
+		}
+		a.jwks[iss] = next
+		return next, nil
+	})
+	return v.(*jwksEntry)
+}
+
 const maxFetch = 1 << 20
 
-func (a *Assertions) getJSON(ctx context.Context, url string, v any) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
+// getJSON decodes the JSON at url (at most 1 MiB) and returns the
+// response's Cache-Control max-age held within the cache's bounds.
+func (a *Assertions) getJSON(ctx context.Context, url string, v any) (time.Duration, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	resp, err := a.client.Do(req)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
+		return 0, fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
-	return json.NewDecoder(io.LimitReader(resp.Body, maxFetch)).Decode(v)
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxFetch)).Decode(v); err != nil {
+		return 0, fmt.Errorf("GET %s: %w", url, err)
+	}
+	return cacheTTL(resp.Header.Get("Cache-Control")), nil
 }
 
-// fetchJWKS reads iss's discovery document and the JWKS it names.
-func (a *Assertions) fetchJWKS(ctx context.Context, iss string) (map[string]any, error) {
+// cacheTTL is how long to keep a response with this Cache-Control:
+// max-age within [jwksMinTTL, jwksMaxTTL] (no-store and no-cache: the
+// minimum), jwksDefaultTTL without one.
+func cacheTTL(cc string) time.Duration {
+	ttl := jwksDefaultTTL
+	for d := range strings.SplitSeq(cc, ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(d), "=")
+		switch strings.ToLower(k) {
+		case "no-store", "no-cache":
+			return jwksMinTTL
+		case "max-age":
+			if n, err := strconv.ParseInt(strings.Trim(v, `"`), 10, 64); err == nil && n >= 0 {
+				ttl = time.Duration(min(n, int64(jwksMaxTTL/time.Second))) * time.Second
+			}
+		}
+	}
+	return min(max(ttl, jwksMinTTL), jwksMaxTTL)
+}
+
+// fetchJWKS reads iss's discovery document and the JWKS it names; the keys
+// are kept as long as the JWKS response's max-age says (within bounds).
+func (a *Assertions) fetchJWKS(ctx context.Context, iss string) (map[string]any, time.Duration, error) {
 	var disc struct {
 		Issuer  string `json:"issuer"`
 		JWKSURI string `json:"jwks_uri"`
 	}
-	if err := a.getJSON(ctx, strings.TrimSuffix(iss, "/")+"/.well-known/openid-configuration", &disc); err != nil {
-		return nil, err
+	if _, err := a.getJSON(ctx, strings.TrimSuffix(iss, "/")+"/.well-known/openid-configuration", &disc); err != nil {
+		return nil, 0, err
 	}
 	if strings.TrimSuffix(disc.Issuer, "/") != strings.TrimSuffix(iss, "/") || disc.JWKSURI == "" {
-		return nil, fmt.Errorf("discovery document of %s names issuer %q, jwks_uri %q", iss, disc.Issuer, disc.JWKSURI)
+		return nil, 0, fmt.Errorf("discovery document of %s names issuer %q, jwks_uri %q", iss, disc.Issuer, disc.JWKSURI)
 	}
 	var set struct {
 		Keys []jwk `json:"keys"`
 	}
-	if err := a.getJSON(ctx, disc.JWKSURI, &set); err != nil {
-		return nil, err
+	ttl, err := a.getJSON(ctx, disc.JWKSURI, &set)
+	if err != nil {
+		return nil, 0, err
 	}
 	keys := map[string]any{}
 	for _, k := range set.Keys {
@@ -298,7 +380,7 @@ func (a *Assertions) fetchJWKS(ctx context.Context, iss string) (map[string]any,
 			keys[k.Kid] = pub
 		}
 	}
-	return keys, nil
+	return keys, ttl, nil
 }
 
 // jwk is a public JSON Web Key (RFC 7517) of the kinds tokend verifies.

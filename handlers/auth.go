@@ -13,6 +13,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/tokend/tokend/clientaddr"
 	"github.com/tokend/tokend/config"
 	authpb "github.com/tokend/tokend/gen/auth"
 	"github.com/tokend/tokend/gen/auth/authpbconnect"
@@ -205,7 +206,7 @@ func (h *Auth) exchange(ctx context.Context, in exchangeInput) (exchanged, error
 	if in.Verifier != "" && !validVerifier(in.Verifier) {
 		return exchanged{}, invalidArgument("code_verifier must be 43 to 128 characters of A-Z a-z 0-9 - . _ ~ (RFC 7636 §4.1)")
 	}
-	cl, err := h.authenticate(in.ClientID, in.ClientSecret)
+	cl, err := h.authenticate(ctx, in.ClientID, in.ClientSecret)
 	if err != nil {
 		return exchanged{}, err
 	}
@@ -259,12 +260,12 @@ func (h *Auth) exchange(ctx context.Context, in exchangeInput) (exchanged, error
 // its secret (through the shared cache), a public one by its id alone (its
 // codes always carry a PKCE challenge). Unknown clients, wrong secrets and
 // secrets sent by public clients fail alike.
-func (h *Auth) authenticate(id, secret string) (*config.Client, error) {
+func (h *Auth) authenticate(ctx context.Context, id, secret string) (*config.Client, error) {
 	cl, known := h.clients.Get(id)
 	if !(known && cl.IsPublic() && secret == "") {
-		var ok bool
-		if cl, ok = h.clients.Authenticate(id, secret); !ok {
-			return nil, connect.NewError(connect.CodeUnauthenticated, errBadClient)
+		var err error
+		if cl, err = h.clients.Check(ctx, id, secret, clientaddr.String(ctx, "")); err != nil {
+			return nil, err
 		}
 	}
 	if _, numeric := cl.NumericID(); !numeric || !cl.AllowsGrant(config.GrantAuthorizationCode) {

@@ -11,6 +11,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/tokend/tokend/authz"
+	"github.com/tokend/tokend/clientaddr"
 	"github.com/tokend/tokend/config"
 	authv1 "github.com/tokend/tokend/gen/auth/v1"
 	"github.com/tokend/tokend/gen/auth/v1/authv1connect"
@@ -30,20 +31,19 @@ type SessionStore interface {
 	RevokeRefresh(ctx context.Context, token string) error
 }
 
-// Throttle counts login attempts per key within a window.
-type Throttle interface {
-	ThrottleTake(ctx context.Context, keys []string, max int, window time.Duration) (bool, error)
-	ThrottleForgive(ctx context.Context, keys []string) error
-}
-
 // SessionPolicy holds the lifetimes of user sessions.
 type SessionPolicy struct {
 	AccessTTL   time.Duration
 	RefreshTTL  time.Duration
 	ReuseGrace  time.Duration // a consumed refresh token may be presented again this long
 	MaxLifetime time.Duration // no session lives longer than this from its sign-in
-	MaxFailures int           // failed logins per username and per address within Window
-	Window      time.Duration
+	MaxFailures int           // failed logins per (username, address) and per address within Window
+	// MaxFailuresPerUser bounds failed logins per username from every
+	// address within Window: far above MaxFailures, so that one attacker
+	// cannot lock a user out from elsewhere, yet a guess spread over many
+	// addresses stays bounded.
+	MaxFailuresPerUser int
+	Window             time.Duration
 }
 
 // maxGraceReplays is how often one consumed refresh token may be presented
@@ -71,7 +71,7 @@ const (
 // rotation with reuse detection, and logout.
 type AuthV1 struct {
 	sessions SessionStore
-	throttle Throttle
+	throttle Limiter
 	users    *Users
 	clients  *Clients
 	minter   *Minter
@@ -83,7 +83,7 @@ var _ authv1connect.AuthServiceHandler = (*AuthV1)(nil)
 
 // NewAuthV1 returns the auth.v1 handler. clients are the clients whose
 // sessions' refresh tokens it rotates.
-func NewAuthV1(sessions SessionStore, throttle Throttle, users *Users, clients *Clients, minter *Minter, policy SessionPolicy, log *slog.Logger) *AuthV1 {
+func NewAuthV1(sessions SessionStore, throttle Limiter, users *Users, clients *Clients, minter *Minter, policy SessionPolicy, log *slog.Logger) *AuthV1 {
 	return &AuthV1{sessions: sessions, throttle: throttle, users: users, clients: clients, minter: minter, policy: policy, log: log}
 }
 
@@ -100,25 +100,28 @@ func (h *AuthV1) Token(ctx context.Context, req *connect.Request[authv1.TokenReq
 		return nil, invalidArgument("username or password too long")
 	}
 
-	resp, err := h.Login(ctx, cred.GetUsername(), cred.GetPassword(), req.Peer().Addr, "", "")
+	resp, err := h.Login(ctx, cred.GetUsername(), cred.GetPassword(), clientaddr.String(ctx, req.Peer().Addr), "", "")
 	if err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(resp), nil
 }
 
-// Login checks a username and password (throttled per username and per
-// peer address) and starts a session for clientID (empty for first-party
-// logins) with scope. Token and the password grant share it.
+// Login checks a username and password and starts a session for clientID
+// (empty for first-party logins) with scope. Token and the password grant
+// share it. Attempts are throttled (loginGroups): a password is checked
+// only after the attempt is counted, so parallel guesses cannot overshoot
+// the limits; a refused attempt counts nowhere and a successful one is
+// taken back.
 func (h *AuthV1) Login(ctx context.Context, username, password, peerAddr, clientID, scope string) (*authv1.TokenResponse, error) {
-	keys := throttleKeys(username, peerAddr)
-	allowed, err := h.throttle.ThrottleTake(ctx, keys, h.policy.MaxFailures, h.policy.Window)
+	groups := h.loginGroups(username, peerAddr)
+	wait, err := takeLimits(ctx, h.throttle, h.policy.Window, groups...)
 	if err != nil {
-		return nil, storeError(ctx, h.log, "throttle", err)
+		return nil, storeError(ctx, h.log, "login limit", err)
 	}
-	if !allowed {
+	if wait > 0 {
 		h.log.InfoContext(ctx, "login throttled", "peer", peerIP(peerAddr))
-		return nil, connect.NewError(connect.CodeResourceExhausted, errThrottled)
+		return nil, throttled(wait)
 	}
 
 	userID, ok := h.users.Authenticate(username, password)
@@ -126,8 +129,8 @@ func (h *AuthV1) Login(ctx context.Context, username, password, peerAddr, client
 		h.log.InfoContext(ctx, "login failed", "peer", peerIP(peerAddr))
 		return nil, connect.NewError(connect.CodeUnauthenticated, errBadLogin)
 	}
-	if err := h.throttle.ThrottleForgive(ctx, keys); err != nil {
-		return nil, storeError(ctx, h.log, "throttle forgive", err)
+	if err := h.throttle.LimitForgive(ctx, groups...); err != nil {
+		return nil, storeError(ctx, h.log, "login limit", err)
 	}
 	resp, err := h.StartSession(ctx, redisstore.Session{UserID: userID, ClientID: clientID, Scope: scope, AuthTime: time.Now().Unix()})
 	if err != nil {
@@ -137,13 +140,27 @@ func (h *AuthV1) Login(ctx context.Context, username, password, peerAddr, client
 	return resp, nil
 }
 
+// loginGroups are the limiter's counters for a login: per (username,
+// address) and per address (MaxFailures), under the address; per username
+// from every address (MaxFailuresPerUser), under the username.
+func (h *AuthV1) loginGroups(username, addr string) []redisstore.LimitGroup {
+	username = strings.ToLower(username) // one counter whatever the case typed
+	return []redisstore.LimitGroup{
+		{Tag: addrTag(peerIP(addr)), Limits: []redisstore.Limit{
+			{Name: "login-user:" + username, Max: h.policy.MaxFailures},
+			{Name: "login-addr", Max: h.policy.MaxFailures},
+		}},
+		{Tag: "u:" + username, Limits: []redisstore.Limit{{Name: "login-user", Max: h.policy.MaxFailuresPerUser}}},
+	}
+}
+
 // RefreshToken rotates a refresh token: the presented one is consumed and a
 // new access and refresh token are returned. A token issued to a
 // confidential client needs that client's credentials (client_id and
 // client_secret); a public client may name itself; first-party sign-ins
 // send neither.
 func (h *AuthV1) RefreshToken(ctx context.Context, req *connect.Request[authv1.RefreshTokenRequest]) (*connect.Response[authv1.TokenResponse], error) {
-	by, err := h.presenter(req.Msg.GetClientId(), req.Msg.GetClientSecret())
+	by, err := h.presenter(ctx, req.Msg.GetClientId(), req.Msg.GetClientSecret())
 	if err != nil {
 		return nil, err
 	}
@@ -165,16 +182,16 @@ type presenter struct {
 // presenter checks the client credentials sent with a refresh token: none,
 // a public client's id alone, or a confidential client's id and secret.
 // Failures are errBadClient (unauthenticated), alike.
-func (h *AuthV1) presenter(id, secret string) (presenter, error) {
+func (h *AuthV1) presenter(ctx context.Context, id, secret string) (presenter, error) {
 	if id == "" && secret == "" {
 		return presenter{}, nil
 	}
 	if cl, known := h.clients.Get(id); known && cl.IsPublic() && secret == "" {
 		return presenter{ClientID: cl.ID}, nil
 	}
-	cl, ok := h.clients.Authenticate(id, secret)
-	if !ok {
-		return presenter{}, connect.NewError(connect.CodeUnauthenticated, errBadClient)
+	cl, err := h.clients.Check(ctx, id, secret, clientaddr.String(ctx, ""))
+	if err != nil {
+		return presenter{}, err // unauthenticated (errBadClient), throttled or unavailable
 	}
 	return presenter{ClientID: cl.ID, Authenticated: true}, nil
 }
@@ -334,13 +351,6 @@ func SessionClaims(issuer string, sess redisstore.Session, family string) *token
 		c.Audience = append(c.Audience, sess.ClientID)
 	}
 	return c
-}
-
-// throttleKeys are the counters a login attempt is charged to: the username
-// (case-folded, so that "Alice" and "alice" share one) and the client
-// address.
-func throttleKeys(username, peerAddr string) []string {
-	return []string{"user:" + strings.ToLower(username), "addr:" + peerIP(peerAddr)}
 }
 
 // peerIP strips the port from a peer address.

@@ -16,9 +16,9 @@ import (
 // grant type "password", which must authenticate.
 func (h *AuthV1) PasswordGrant(clients *Clients) GrantFunc {
 	return func(ctx context.Context, req *OAuthTokenRequest) (*OAuthTokenResponse, error) {
-		cl, ok := clients.Authenticate(req.ClientID, req.ClientSecret)
-		if !ok {
-			return nil, InvalidClient()
+		cl, err := clients.Check(ctx, req.ClientID, req.ClientSecret, req.Peer)
+		if err != nil {
+			return nil, clientError(err)
 		}
 		if !cl.AllowsGrant(config.GrantPassword) {
 			return nil, &OAuthError{Status: http.StatusBadRequest, Code: "unauthorized_client",
@@ -54,9 +54,9 @@ func (h *AuthV1) PasswordGrant(clients *Clients) GrantFunc {
 // family revoked.
 func (h *AuthV1) RefreshGrant() GrantFunc {
 	return func(ctx context.Context, req *OAuthTokenRequest) (*OAuthTokenResponse, error) {
-		by, err := h.presenter(req.ClientID, req.ClientSecret)
+		by, err := h.presenter(ctx, req.ClientID, req.ClientSecret)
 		if err != nil {
-			return nil, InvalidClient()
+			return nil, clientError(err) // invalid_client, or throttled / unavailable
 		}
 		token := req.Form.Get("refresh_token")
 		if token == "" {

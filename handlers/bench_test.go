@@ -36,7 +36,7 @@ func benchAuthV1(b *testing.B) *AuthV1 {
 		b.Fatal(err)
 	}
 	users := NewUsers([]config.User{{ID: 1, Username: "bench", PasswordHash: hash}})
-	policy := SessionPolicy{AccessTTL: 15 * time.Minute, RefreshTTL: time.Hour, MaxFailures: 1 << 30, Window: time.Minute}
+	policy := SessionPolicy{AccessTTL: 15 * time.Minute, RefreshTTL: time.Hour, MaxFailures: 1 << 30, MaxFailuresPerUser: 1 << 30, Window: time.Minute}
 	return NewAuthV1(store, store, users, NewClients(nil, nil), NewMinter(ks, "http://bench"), policy, slog.New(slog.NewTextHandler(io.Discard, nil)))
 }
 
@@ -150,6 +150,7 @@ func BenchmarkM2MCreateToken(b *testing.B) {
 	clients := NewClients([]config.Client{{ID: "bench-m2m", SecretHash: hash, GrantTypes: []string{"client_credentials"},
 		Owner: "bench-owner", Audiences: []string{"api"}, Scopes: []string{"read", "write"},
 		AccessTokenLifetime: config.Duration(time.Hour)}}, passhash.NewSecretCache(100, time.Hour))
+	clients.Limit(ClientLimit{Limiter: store, MaxFailures: 10, Window: time.Minute, Log: v1.log})
 	h := NewM2M(store, clients, nil, v1.minter, v1.log)
 	req := func() *connect.Request[m2mpb.CreateTokenRequest] {
 		return connect.NewRequest(&m2mpb.CreateTokenRequest{GrantType: "client_credentials", ClientId: "bench-m2m",

@@ -1,11 +1,18 @@
 package handlers
 
 import (
+	"context"
+	"crypto/sha256"
 	"errors"
+	"log/slog"
 	"time"
+
+	"connectrpc.com/connect"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/passhash"
+	"github.com/tokend/tokend/redisstore"
 )
 
 // errBadClient is the one answer to every failed client authentication.
@@ -18,8 +25,26 @@ type Clients struct {
 	byID  map[string]*config.Client
 	cache *passhash.SecretCache
 	dummy string
-	back  comebacks
+	limit ClientLimit
+	// checks joins concurrent Checks of one (id, secret): a burst of
+	// calls with a new secret counts and verifies once.
+	checks singleflight.Group
+	back   comebacks
 }
+
+// ClientLimit throttles failed client authentications (Clients.Check).
+type ClientLimit struct {
+	Limiter     Limiter
+	MaxFailures int           // per (client, address) and per address, within Window
+	Window      time.Duration // fixed, from the first failure
+	Log         *slog.Logger
+	// Refused, when set, is called for every refused authentication, with
+	// the reason: "credentials" (wrong or unknown) or "throttled".
+	Refused func(reason string)
+}
+
+// Limit makes Check throttle failed authentications.
+func (c *Clients) Limit(l ClientLimit) { c.limit = l }
 
 // NewClients indexes the configured clients. cache may be nil (no cache).
 func NewClients(clients []config.Client, cache *passhash.SecretCache) *Clients {
@@ -81,7 +106,8 @@ func (c *Clients) Trusts(id, issuer string) bool {
 
 // Authenticate checks a confidential client's secret. Unknown clients,
 // public clients (no secret) and wrong secrets all fail alike and take
-// about the same time (a dummy hash is verified for unknown ids).
+// about the same time (a dummy hash is verified for unknown ids). It is not
+// throttled: endpoints call Check.
 func (c *Clients) Authenticate(id, secret string) (*config.Client, bool) {
 	cl, known := c.byID[id]
 	if !known || cl.IsPublic() {
@@ -95,4 +121,78 @@ func (c *Clients) Authenticate(id, secret string) (*config.Client, bool) {
 		return nil, false
 	}
 	return cl, true
+}
+
+// Check authenticates a confidential client as Authenticate does, with
+// failures throttled per (client id, client address) and per client
+// address (the address from clientaddr via peer). A secret that verified
+// recently (the secret cache) passes at once, without touching the
+// limiter: only a call that must hash the secret counts an attempt first
+// (so parallel guesses cannot overshoot the limit), and takes it back if
+// it succeeds. Errors are connect errors: unauthenticated (errBadClient),
+// resource_exhausted with retry info, or unavailable.
+func (c *Clients) Check(ctx context.Context, id, secret, addr string) (*config.Client, error) {
+	if cl, known := c.byID[id]; known && !cl.IsPublic() && secret != "" && c.cache.Cached(cl.ID, cl.SecretHash, secret) {
+		return cl, nil
+	}
+	sum := sha256.Sum256([]byte(id + "\x00" + secret))
+	v, err, shared := c.checks.Do(string(sum[:]), func() (any, error) { return c.check(ctx, id, secret, addr) })
+	if err != nil {
+		var ce *connect.Error
+		if shared && errors.As(err, &ce) { // each caller gets an error of its own to return
+			own := connect.NewError(ce.Code(), ce.Unwrap()) // the same sentinel (errBadClient…), for errors.Is
+			for _, d := range ce.Details() {
+				own.AddDetail(d)
+			}
+			return nil, own
+		}
+		return nil, err
+	}
+	return v.(*config.Client), nil
+}
+
+// check is Check without the joining of concurrent calls.
+func (c *Clients) check(ctx context.Context, id, secret, addr string) (*config.Client, error) {
+	if c.limit.Limiter == nil {
+		if cl, ok := c.Authenticate(id, secret); ok {
+			return cl, nil
+		}
+		c.refused(ctx, id, addr, "credentials")
+		return nil, connect.NewError(connect.CodeUnauthenticated, errBadClient)
+	}
+	g := redisstore.LimitGroup{Tag: addrTag(addr), Limits: []redisstore.Limit{
+		{Name: "client:" + id, Max: c.limit.MaxFailures},
+		{Name: "client-addr", Max: c.limit.MaxFailures},
+	}}
+	wait, err := takeLimits(ctx, c.limit.Limiter, c.limit.Window, g)
+	if err != nil {
+		return nil, storeError(ctx, c.limit.Log, "client authentication limit", err)
+	}
+	if wait > 0 {
+		c.refused(ctx, id, addr, "throttled")
+		return nil, throttled(wait)
+	}
+	cl, ok := c.Authenticate(id, secret)
+	if !ok {
+		c.refused(ctx, id, addr, "credentials")
+		return nil, connect.NewError(connect.CodeUnauthenticated, errBadClient)
+	}
+	if err := c.limit.Limiter.LimitForgive(ctx, g); err != nil {
+		return nil, storeError(ctx, c.limit.Log, "client authentication limit", err)
+	}
+	return cl, nil
+}
+
+// refused logs and counts a refused client authentication: the client id
+// as given (it names no secret) and the address, never the secret.
+func (c *Clients) refused(ctx context.Context, id, addr, reason string) {
+	if len(id) > 200 {
+		id = id[:200]
+	}
+	if c.limit.Log != nil {
+		c.limit.Log.InfoContext(ctx, "client authentication refused", "client_id", id, "addr", addr, "reason", reason)
+	}
+	if c.limit.Refused != nil {
+		c.limit.Refused(reason)
+	}
 }

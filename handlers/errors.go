@@ -17,6 +17,7 @@ var (
 	errBadRefreshToken = errors.New("invalid refresh token")
 	errThrottled       = errors.New("too many failed attempts; try again later")
 	errUnavailable     = errors.New("token store unavailable; try again")
+	errQuota           = errors.New("the owner holds as many live tokens as allowed; delete some or let them expire")
 	errInternal        = errors.New("internal error")
 )
 
@@ -27,6 +28,9 @@ var (
 func storeError(ctx context.Context, log *slog.Logger, op string, err error) *connect.Error {
 	if errors.Is(err, redisstore.ErrRefused) { // the bearer check's own refusal (authn.Middleware.Defer) replaces this one
 		return connect.NewError(connect.CodeUnauthenticated, errors.New("missing or invalid access token"))
+	}
+	if errors.Is(err, redisstore.ErrLimit) {
+		return connect.NewError(connect.CodeResourceExhausted, errQuota)
 	}
 	if errors.Is(err, redisstore.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
 		log.WarnContext(ctx, "redis unavailable", "op", op, "err", err)

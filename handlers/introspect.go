@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tokend/tokend/clientaddr"
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/redisstore"
 	"github.com/tokend/tokend/tokens"
@@ -56,9 +57,8 @@ func (e *TokenEndpoints) form(w http.ResponseWriter, r *http.Request) (url.Value
 			Description: "Content-Type must be application/x-www-form-urlencoded"})
 		return nil, nil, false
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, e.maxBytes)
-	if err := r.ParseForm(); err != nil {
-		writeOAuthJSON(w, http.StatusBadRequest, &OAuthError{Code: "invalid_request", Description: "malformed form body"})
+	if oerr := readForm(w, r, e.maxBytes); oerr != nil {
+		writeOAuthJSON(w, oerr.Status, oerr)
 		return nil, nil, false
 	}
 	id, secret, basic := r.BasicAuth()
@@ -68,12 +68,13 @@ func (e *TokenEndpoints) form(w http.ResponseWriter, r *http.Request) (url.Value
 	} else {
 		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
 	}
-	cl, ok := e.clients.Authenticate(id, secret)
-	if !ok {
-		if basic {
+	cl, err := e.clients.Check(r.Context(), id, secret, clientaddr.String(r.Context(), r.RemoteAddr))
+	if err != nil {
+		oerr := OAuthErrorFrom(clientError(err))
+		if oerr.Code == "invalid_client" && basic {
 			w.Header().Set("WWW-Authenticate", `Basic realm="tokend"`)
 		}
-		writeOAuthJSON(w, http.StatusUnauthorized, InvalidClient())
+		writeOAuthJSON(w, oerr.Status, oerr)
 		return nil, nil, false
 	}
 	if r.PostForm.Get("token") == "" {

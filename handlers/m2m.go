@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/tokend/tokend/authn"
+	"github.com/tokend/tokend/clientaddr"
 	"github.com/tokend/tokend/config"
 	m2mpb "github.com/tokend/tokend/gen/m2moauthserver/pb"
 	"github.com/tokend/tokend/gen/m2moauthserver/pb/m2mpbconnect"
@@ -170,9 +171,9 @@ func (h *M2M) authenticate(ctx context.Context, m *m2mpb.CreateTokenRequest) (*c
 		}
 		return cl, asserted, nil
 	case m.ClientSecret != "":
-		cl, ok := h.clients.Authenticate(m.ClientId, m.ClientSecret)
-		if !ok {
-			return nil, nil, fail
+		cl, err := h.clients.Check(ctx, m.ClientId, m.ClientSecret, clientaddr.String(ctx, ""))
+		if err != nil {
+			return nil, nil, err
 		}
 		return cl, nil, nil
 	}

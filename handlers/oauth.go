@@ -8,9 +8,13 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"os"
+	"strconv"
 	"strings"
 
 	"connectrpc.com/connect"
+
+	"github.com/tokend/tokend/clientaddr"
 )
 
 // OAuthTokenRequest is a parsed POST /oauth/token request (RFC 6749 §3.2).
@@ -37,6 +41,7 @@ type OAuthTokenResponse struct {
 // OAuthError is an RFC 6749 §5.2 error response.
 type OAuthError struct {
 	Status      int    `json:"-"`
+	RetryAfter  int64  `json:"-"` // seconds; sent as Retry-After when > 0
 	Code        string `json:"error"`
 	Description string `json:"error_description,omitempty"`
 }
@@ -110,13 +115,8 @@ func (o *OAuth) parse(w http.ResponseWriter, r *http.Request) (*OAuthTokenReques
 		return nil, &OAuthError{Status: http.StatusUnsupportedMediaType, Code: "invalid_request",
 			Description: "Content-Type must be application/x-www-form-urlencoded"}
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, o.maxBytes)
-	if err := r.ParseForm(); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return nil, &OAuthError{Status: http.StatusRequestEntityTooLarge, Code: "invalid_request", Description: "request body too large"}
-		}
-		return nil, &OAuthError{Status: http.StatusBadRequest, Code: "invalid_request", Description: "malformed form body"}
+	if oerr := readForm(w, r, o.maxBytes); oerr != nil {
+		return nil, oerr
 	}
 	form := r.PostForm
 	// RFC 6749 §3.2: parameters must not be repeated.
@@ -125,7 +125,7 @@ func (o *OAuth) parse(w http.ResponseWriter, r *http.Request) (*OAuthTokenReques
 			return nil, &OAuthError{Status: http.StatusBadRequest, Code: "invalid_request", Description: k + " is repeated"}
 		}
 	}
-	req := &OAuthTokenRequest{GrantType: form.Get("grant_type"), Form: form, Peer: r.RemoteAddr}
+	req := &OAuthTokenRequest{GrantType: form.Get("grant_type"), Form: form, Peer: clientaddr.String(r.Context(), r.RemoteAddr)}
 	if req.GrantType == "" {
 		return req, &OAuthError{Status: http.StatusBadRequest, Code: "invalid_request", Description: "grant_type is required"}
 	}
@@ -151,6 +151,28 @@ func (o *OAuth) parse(w http.ResponseWriter, r *http.Request) (*OAuthTokenReques
 	return req, nil
 }
 
+// readForm parses r's form body (at most maxBytes). Compressed bodies are
+// refused: no OAuth client compresses a form, and inflating one costs CPU
+// for nothing.
+func readForm(w http.ResponseWriter, r *http.Request, maxBytes int64) *OAuthError {
+	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		return &OAuthError{Status: http.StatusUnsupportedMediaType, Code: "invalid_request", Description: "Content-Encoding is not supported"}
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxBytes)
+	err := r.ParseForm()
+	var tooBig *http.MaxBytesError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &tooBig):
+		return &OAuthError{Status: http.StatusRequestEntityTooLarge, Code: "invalid_request", Description: "request body too large"}
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		// The connection is closed after the answer: its body is unread.
+		return &OAuthError{Status: http.StatusRequestTimeout, Code: "invalid_request", Description: "request body not received in time"}
+	}
+	return &OAuthError{Status: http.StatusBadRequest, Code: "invalid_request", Description: "malformed form body"}
+}
+
 // OAuthErrorFrom translates a handler's connect error into an RFC 6749
 // error. Unauthenticated becomes invalid_grant: grants that fail client
 // authentication return invalid_client themselves.
@@ -172,12 +194,23 @@ func OAuthErrorFrom(err error) *OAuthError {
 	case connect.CodePermissionDenied:
 		return &OAuthError{Status: http.StatusBadRequest, Code: "unauthorized_client", Description: msg}
 	case connect.CodeResourceExhausted:
-		return &OAuthError{Status: http.StatusTooManyRequests, Code: "invalid_request", Description: msg}
+		retry, _ := RetryAfter(ce)
+		return &OAuthError{Status: http.StatusTooManyRequests, Code: "invalid_request", Description: msg, RetryAfter: retry}
 	case connect.CodeUnavailable:
 		return &OAuthError{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable", Description: msg}
 	default:
 		return &OAuthError{Status: http.StatusInternalServerError, Code: "server_error", Description: "internal error"}
 	}
+}
+
+// clientError turns a failed client authentication (Clients.Check) into
+// the form endpoints' answer: invalid_client, or the error as it is
+// (throttled, unavailable).
+func clientError(err error) error {
+	if connect.CodeOf(err) == connect.CodeUnauthenticated {
+		return InvalidClient()
+	}
+	return err
 }
 
 // InvalidClient is the answer to every failed client authentication.
@@ -186,6 +219,9 @@ func InvalidClient() *OAuthError {
 }
 
 func writeOAuthJSON(w http.ResponseWriter, status int, v any) {
+	if oe, ok := v.(*OAuthError); ok && oe.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(oe.RetryAfter, 10))
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")

@@ -30,9 +30,11 @@ import (
 	"github.com/tokend/tokend/internal/jsonstr"
 )
 
-// HandlerOptions installs the codec under both names Connect gives JSON.
+// HandlerOptions installs the codec under both names Connect gives JSON,
+// and ProtoCodec for the binary format.
 func HandlerOptions() []connect.HandlerOption {
-	return []connect.HandlerOption{connect.WithCodec(Codec{"json"}), connect.WithCodec(Codec{"json; charset=utf-8"})}
+	return []connect.HandlerOption{connect.WithCodec(Codec{"json"}), connect.WithCodec(Codec{"json; charset=utf-8"}),
+		connect.WithCodec(ProtoCodec{})}
 }
 
 // Codec is a Connect codec for protobuf messages as proto3 JSON.
@@ -92,7 +94,7 @@ func (Codec) Unmarshal(data []byte, message any) error {
 	}
 	proto.Reset(m) // what the reader filled in before giving up must not leak
 	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(data, m); err != nil {
-		return fmt.Errorf("unmarshal into %T: %w", message, err)
+		return callerError("invalid JSON for", m, err)
 	}
 	return nil
 }

@@ -96,6 +96,21 @@ func (c *SecretCache) Verify(clientID, encoded, secret string) error {
 	return nil
 }
 
+// Cached reports whether secret verified against this client's encoded
+// hash within ttl, so that Verify would answer without hashing. It never
+// hashes: a caller can afford to ask before deciding to pay for Verify.
+func (c *SecretCache) Cached(clientID, encoded, secret string) bool {
+	if c == nil || len(c.shards) == 0 {
+		return false
+	}
+	k := c.key(clientID, encoded, secret)
+	sh := &c.shards[binary.LittleEndian.Uint64(k[:8])%uint64(len(c.shards))]
+	sh.mu.RLock()
+	exp, ok := sh.expires[k]
+	sh.mu.RUnlock()
+	return ok && c.now().Before(exp)
+}
+
 // key is the HMAC of the three fields, each preceded by its length so that no
 // two different triples share an input.
 func (c *SecretCache) key(clientID, encoded, secret string) cacheKey {

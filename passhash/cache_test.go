@@ -173,3 +173,33 @@ func TestSecretCacheSharesConcurrentMisses(t *testing.T) {
 		t.Errorf("32 concurrent misses verified %d times, want 1", n)
 	}
 }
+
+func TestSecretCacheCached(t *testing.T) {
+	c, calls, now := counted(100, time.Minute)
+	h := cheap("right")
+	if c.Cached("c1", h, "right") {
+		t.Fatal("cached before any Verify")
+	}
+	_ = c.Verify("c1", h, "right")
+	_ = c.Verify("c1", h, "wrong")
+	before := calls.Load()
+	for _, tc := range []struct {
+		client, secret string
+		want           bool
+	}{{"c1", "right", true}, {"c1", "wrong", false}, {"c2", "right", false}} {
+		if got := c.Cached(tc.client, h, tc.secret); got != tc.want {
+			t.Errorf("Cached(%s, %s) = %v, want %v", tc.client, tc.secret, got, tc.want)
+		}
+	}
+	if calls.Load() != before {
+		t.Error("Cached hashed")
+	}
+	*now = now.Add(time.Minute)
+	if c.Cached("c1", h, "right") {
+		t.Error("cached after expiry")
+	}
+	var nilCache *SecretCache
+	if nilCache.Cached("c1", h, "right") {
+		t.Error("a nil cache holds nothing")
+	}
+}

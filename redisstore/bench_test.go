@@ -83,16 +83,20 @@ func BenchmarkFamilyActive(b *testing.B) {
 	})
 }
 
-// BenchmarkThrottleTake counts a login attempt against a username and an
-// address (two slots, one pipeline).
-func BenchmarkThrottleTake(b *testing.B) {
+// BenchmarkLimitTake counts a login attempt as Login does: against a
+// (username, address) and an address counter in one group and the
+// username's ceiling in another (two slots, one pipeline).
+func BenchmarkLimitTake(b *testing.B) {
 	s := benchStore(b)
-	keys := []string{"user:alice", "addr:10.0.0.1"}
+	groups := []LimitGroup{
+		{Tag: "a:10.0.0.1", Limits: []Limit{{"login-user:alice", 1 << 30}, {"login-addr", 1 << 30}}},
+		{Tag: "u:alice", Limits: []Limit{{"login-user", 1 << 30}}},
+	}
 	b.ReportAllocs()
 	b.SetParallelism(16)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, err := s.ThrottleTake(b.Context(), keys, 1<<30, time.Hour); err != nil {
+			if _, err := s.LimitTake(b.Context(), time.Hour, groups...); err != nil {
 				b.Error(err)
 				return
 			}

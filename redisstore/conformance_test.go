@@ -385,7 +385,7 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 			tok = next.Token
 			secrets = append(secrets, tok, strings.TrimPrefix(tok, rt.FamilyID+"."))
 		}
-		if _, err := s.ThrottleTake(ctx, []string{"user:alice-secret-name", "addr:10.9.8.7"}, 3, hour); err != nil {
+		if _, err := s.LimitTake(ctx, hour, LimitGroup{Tag: "10.9.8.7", Limits: []Limit{{"alice-secret-name", 3}}}); err != nil {
 			t.Fatal(err)
 		}
 		secrets = append(secrets, "alice-secret-name", "10.9.8.7")
@@ -417,10 +417,11 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 		_ = s.RevokeFamily(ctx, NewFamilyID())
 		_, _ = s.FamilyActive(ctx, NewFamilyID())
 		_, _, _ = s.RotateRefresh(ctx, NewFamilyID()+"."+strings.Repeat("A", 43), rot(hour, 0))
-		if _, err := s.ThrottleTake(ctx, []string{"user:bob", "addr:1.2.3.4"}, 3, hour); err != nil {
+		if _, err := s.LimitTake(ctx, hour, LimitGroup{Tag: "1.2.3.4", Limits: []Limit{{"bob", 3}, {"addr", 3}}}); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.ThrottleForgive(ctx, []string{"user:nobody", "addr:5.6.7.8", "addr:1.2.3.4"}); err != nil {
+		if err := s.LimitForgive(ctx, LimitGroup{Tag: "5.6.7.8", Limits: []Limit{{"nobody", 3}}},
+			LimitGroup{Tag: "1.2.3.4", Limits: []Limit{{"addr", 3}}}); err != nil {
 			t.Fatal(err)
 		}
 		keys := allKeys(t, c, s.keys.prefix)
@@ -488,61 +489,81 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 		}
 	})
 
-	t.Run("Throttle", func(t *testing.T) {
-		s, _ := newStore(t)
+	t.Run("Limit", func(t *testing.T) {
+		s, c := newStore(t)
 		ctx := t.Context()
-		user, addr := "user:alice", "addr:10.0.0.1"
-		take := func(want bool, keys ...string) {
+		// Login's groups: (user, address) and address counters under the
+		// address, the username's ceiling under the username.
+		atAddr := func(addr, user string) LimitGroup {
+			return LimitGroup{Tag: "a:" + addr, Limits: []Limit{{"user:" + user, 3}, {"addr", 5}}}
+		}
+		ceiling := func(user string) LimitGroup { return LimitGroup{Tag: "u:" + user, Limits: []Limit{{"user", 8}}} }
+		take := func(want []bool, groups ...LimitGroup) []time.Duration {
 			t.Helper()
-			got, err := s.ThrottleTake(ctx, keys, 3, hour)
-			if err != nil || got != want {
-				t.Fatalf("ThrottleTake(%q) = %v, %v; want %v", keys, got, err, want)
+			waits, err := s.LimitTake(ctx, hour, groups...)
+			if err != nil {
+				t.Fatal(err)
 			}
+			for i, w := range waits {
+				if (w == 0) != want[i] {
+					t.Fatalf("LimitTake(%v): waits %v, want allowed %v", groups, waits, want)
+				}
+			}
+			return waits
 		}
 		for range 3 {
-			take(true, user, addr)
+			take([]bool{true, true}, atAddr("10.0.0.1", "alice"), ceiling("alice"))
 		}
-		take(false, user, addr)
-		take(true, "user:bob") // other counters are untouched
-		take(false, addr)      // the address alone is over the limit too
+		waits := take([]bool{false}, atAddr("10.0.0.1", "alice"))
+		if waits[0] < hour-time.Minute || waits[0] > hour {
+			t.Errorf("wait %v, want the rest of the 1h window", waits[0])
+		}
+		// Refused attempts count nowhere: from its blocked address, nobody
+		// can use up alice's ceiling (3 of 8 used so far).
+		for range 20 {
+			take([]bool{false}, atAddr("10.0.0.1", "alice"))
+		}
+		for i := range 5 { // from five other addresses: 3+5 = 8, the ceiling
+			take([]bool{true, true}, atAddr(fmt.Sprintf("10.0.1.%d", i), "alice"), ceiling("alice"))
+		}
+		take([]bool{true, false}, atAddr("10.0.2.1", "alice"), ceiling("alice")) // the ceiling holds
+		take([]bool{true, true}, atAddr("10.0.0.1", "bob"), ceiling("bob"))      // other names: their own counters
+		take([]bool{true}, atAddr("10.0.0.1", "carol"))                          // address: 5 of 5 now
+		take([]bool{false}, atAddr("10.0.0.1", "dave"))                          // full, whatever the name
 
-		// Forgive: the username's counter goes, the address's drops by one.
-		if err := s.ThrottleForgive(ctx, []string{user, addr}); err != nil {
+		// Forgive takes back one attempt per counter, never below zero.
+		if err := s.LimitForgive(ctx, atAddr("10.0.0.1", "alice")); err != nil {
 			t.Fatal(err)
 		}
-		take(true, user)  // user 1
-		take(false, addr) // addr 5-1+1 = 5
-		for range 5 {
-			if err := s.ThrottleForgive(ctx, []string{"user:x", addr}); err != nil {
+		take([]bool{true}, atAddr("10.0.0.1", "alice"))
+		for range 10 {
+			if err := s.LimitForgive(ctx, atAddr("10.0.9.9", "erin")); err != nil {
 				t.Fatal(err)
 			}
 		}
-		take(true, addr) // never below zero: 0+1
-		take(true, addr)
-		take(true, addr)
-		take(false, addr)
-		if ok, err := s.ThrottleTake(ctx, nil, 0, hour); !ok || err != nil {
-			t.Errorf("ThrottleTake(no keys) = %v, %v", ok, err)
+		take([]bool{true}, atAddr("10.0.9.9", "erin"))
+		if keys := allKeys(t, c, s.keys.prefix+":limit"); len(keys) == 0 {
+			t.Fatal("no counters stored")
 		}
-		if err := s.ThrottleForgive(ctx, nil); err != nil {
-			t.Errorf("ThrottleForgive(no keys) = %v", err)
+		if waits, err := s.LimitTake(ctx, hour); err != nil || len(waits) != 0 {
+			t.Errorf("LimitTake(no groups) = %v, %v", waits, err)
 		}
 	})
 
-	t.Run("ThrottleWindow", func(t *testing.T) {
+	t.Run("LimitWindow", func(t *testing.T) {
 		t.Parallel()
 		s, c := newStore(t)
 		ctx := t.Context()
-		keys := []string{"user:carol", "addr:10.0.0.2"}
+		g := LimitGroup{Tag: "a:10.0.0.2", Limits: []Limit{{"user:carol", 3}, {"addr", 3}}}
 		for i := range 4 {
-			ok, err := s.ThrottleTake(ctx, keys, 3, time.Second)
-			if err != nil || ok != (i < 3) {
-				t.Fatalf("attempt %d: %v, %v", i+1, ok, err)
+			waits, err := s.LimitTake(ctx, time.Second, g)
+			if err != nil || (waits[0] == 0) != (i < 3) {
+				t.Fatalf("attempt %d: %v, %v", i+1, waits, err)
 			}
 		}
 		advance(c, 1100*time.Millisecond)
-		if ok, err := s.ThrottleTake(ctx, keys, 3, time.Second); !ok || err != nil {
-			t.Errorf("after the window: %v, %v; want allowed", ok, err)
+		if waits, err := s.LimitTake(ctx, time.Second, g); err != nil || waits[0] != 0 {
+			t.Errorf("after the window: %v, %v; want allowed", waits, err)
 		}
 	})
 
@@ -559,8 +580,9 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 		if err := c.ScriptFlush(ctx).Err(); err != nil {
 			t.Fatal(err)
 		}
-		if ok, err := s.ThrottleTake(ctx, []string{"user:a", "addr:b"}, 3, hour); !ok || err != nil {
-			t.Errorf("pipelined scripts after SCRIPT FLUSH: %v, %v", ok, err)
+		waits, err := s.LimitTake(ctx, hour, LimitGroup{Tag: "b", Limits: []Limit{{"a", 3}}}, LimitGroup{Tag: "c", Limits: []Limit{{"a", 3}}})
+		if err != nil || waits[0] != 0 || waits[1] != 0 {
+			t.Errorf("pipelined scripts after SCRIPT FLUSH: %v, %v", waits, err)
 		}
 	})
 
@@ -669,6 +691,58 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 		}
 		return t
 	}
+
+	t.Run("M2MQuota", func(t *testing.T) {
+		t.Parallel()
+		c := newClient(t)
+		s := New(c, Options{Prefix: fmt.Sprintf("tokend%d", prefixes.Add(1)), MaxM2MPerOwner: 3})
+		ctx := t.Context()
+		for i := range 3 {
+			if err := s.CreateM2MToken(ctx, m2m("alice", fmt.Sprint("a", i), hour)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.CreateM2MToken(ctx, m2m("alice", "a3", hour)); !errors.Is(err, ErrLimit) {
+			t.Fatalf("4th token: %v, want ErrLimit", err)
+		}
+		if got, _ := s.GetM2MTokens(ctx, nil, "alice", []string{"a3"}); len(got) != 0 || c.ZCard(ctx, s.keys.m2mIndex("alice")).Val() != 3 {
+			t.Fatal("a refused token was written")
+		}
+		if err := s.CreateM2MToken(ctx, m2m("bob", "b0", hour)); err != nil {
+			t.Fatalf("another owner: %v", err)
+		}
+		// Revoked tokens count until they expire (they are kept till then).
+		if _, _, err := s.DeleteM2MTokens(ctx, "alice", []string{"a0"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateM2MToken(ctx, m2m("alice", "a4", hour)); !errors.Is(err, ErrLimit) {
+			t.Fatalf("after a revocation: %v, want ErrLimit", err)
+		}
+		// Concurrent creations cannot overshoot.
+		var wg sync.WaitGroup
+		var created atomic.Int64
+		for i := range 20 {
+			wg.Go(func() {
+				if s.CreateM2MToken(ctx, m2m("carol", fmt.Sprint("c", i), hour)) == nil {
+					created.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		if n := created.Load(); n != 3 {
+			t.Errorf("%d of 20 concurrent creations succeeded, want 3", n)
+		}
+		// Expired tokens stop counting at once, before any sweep.
+		for i := range 3 {
+			if err := s.CreateM2MToken(ctx, m2m("dave", fmt.Sprint("d", i), time.Second)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		advance(c, 1100*time.Millisecond)
+		if err := s.CreateM2MToken(ctx, m2m("dave", "d3", hour)); err != nil {
+			t.Errorf("after the others expired: %v", err)
+		}
+	})
 
 	t.Run("M2MCreateGetList", func(t *testing.T) {
 		t.Parallel()
@@ -974,11 +1048,11 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 				_, err := s.GetM2MTokens(ctx, Gate{s.M2MCheck("alice", "live1")}, "alice", []string{"live1"})
 				return err
 			},
-			"ThrottleTake": func() error {
-				_, err := s.ThrottleTake(ctx, []string{"user:a", "addr:b"}, 3, hour)
+			"LimitTake": func() error {
+				_, err := s.LimitTake(ctx, hour, LimitGroup{Tag: "b", Limits: []Limit{{"a", 3}}})
 				return err
 			},
-			"ThrottleForgive": func() error { return s.ThrottleForgive(ctx, []string{"user:a", "addr:b"}) },
+			"LimitForgive": func() error { return s.LimitForgive(ctx, LimitGroup{Tag: "b", Limits: []Limit{{"a", 3}}}) },
 		}
 		for name, f := range checks {
 			if err := f(); !errors.Is(err, ErrUnavailable) || !IsUnavailable(err) {

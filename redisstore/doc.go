@@ -46,9 +46,9 @@
 //	                                     until then, to detect replays
 //	  fields: user, client, redirect, scope, challenge, method (PKCE, "" when none), issued (unix s),
 //	  used ("0"/"1"); fam is the family the exchange starts, in one script with the code's consumption
-//	P:throttle:{h(name)}         STRING  the throttle window, from the      ThrottleTake, ThrottleForgive
+//	P:limit:{h(tag)}:h(name)     STRING  the limiter's window, from the     LimitTake, LimitForgive
 //	                                     first attempt
-//	  value: attempts in the window (name: e.g. "user:alice", "addr:10.0.0.1")
+//	  value: attempts in the window; tag: a client address or a username, name: the counter
 //	P:apitok:{id}                HASH    until the token expires; none      CreateAPIToken, TouchAPITokens,
 //	                                     for tokens without expiry          DeleteAPIToken
 //	  fields: owner, name, secret_hash (hex SHA-256), created, expires (0 = never), last_used (unix s, 0 = never)

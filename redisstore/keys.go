@@ -38,10 +38,13 @@ func (k keys) code(fam, codeHash string) string {
 	return k.prefix + ":rt:{" + fam + "}:code:" + codeHash
 }
 
-// throttle: STRING counter of login attempts under one name (hashed).
-// TTL: the throttle window, from the first attempt. Written by
-// throttle_take.lua, throttle_forgive.lua.
-func (k keys) throttle(name string) string { return k.prefix + ":throttle:{" + digest(name) + "}" }
+// limit: STRING counter of the rate limiter (failed logins and client
+// authentications): attempts in a fixed window. Tag and name are hashed;
+// the counters of one group share the tag's hash tag. TTL: the window,
+// from the first attempt. Written by limit_take.lua, limit_forgive.lua.
+func (k keys) limit(tag, name string) string {
+	return k.prefix + ":limit:{" + digest(tag) + "}:" + digest(name)
+}
 
 // apiToken: HASH owner, name, secret_hash (hex SHA-256), created (unix s),
 // expires (unix s, 0 = never), last_used (unix s, 0 = never).

@@ -55,7 +55,9 @@ const m2mBatch = 500
 
 // CreateM2MToken stores rec, indexed under its owner, until it expires: one
 // script and the owner's entry in the sweep's set, in one round trip shared
-// with concurrent requests (see batcher).
+// with concurrent requests (see batcher). It fails with ErrLimit, writing
+// nothing, when the owner already holds Options.MaxM2MPerOwner live tokens
+// (checked in the same script, so concurrent creations cannot overshoot).
 func (s *Store) CreateM2MToken(ctx context.Context, rec M2MToken) error {
 	if !validID(rec.ID) || rec.Owner == "" {
 		return fmt.Errorf("redisstore: malformed M2M token id %q or empty owner", rec.ID)
@@ -68,15 +70,23 @@ func (s *Store) CreateM2MToken(ctx context.Context, rec M2MToken) error {
 		exp = strconv.FormatInt(rec.ExpiresAt.Unix(), 10)
 		score = exp
 	}
-	args := []any{expMS, score, rec.ID,
+	args := []any{expMS, score, rec.ID, s.maxM2M,
 		"name", rec.Name, "owner", rec.Owner, "client", rec.ClientID, "sub", rec.Subject,
 		"aud", aud, "scope", scope, "iat", rec.IssuedAt.Unix(), "exp", exp,
 		"claims", rec.Claims, "ver", 1, "bl", 0}
 	d := digest(rec.Owner)
-	_, err := s.batch.run(ctx,
+	cmds, err := s.batch.run(ctx,
 		scriptCall{script: m2mCreateScript, keys: []string{s.keys.m2mTokenOf(d, rec.ID), s.keys.m2mIndexOf(d)}, args: args},
 		scriptCall{script: m2mOwnerScript, keys: []string{s.keys.m2mOwners()}, args: []any{d}})
-	return wrap("create M2M token", err)
+	if err != nil {
+		return wrap("create M2M token", err)
+	}
+	if n, err := cmds[0].(*redis.Cmd).Int64(); err != nil {
+		return wrap("create M2M token", err)
+	} else if n == 0 {
+		return ErrLimit
+	}
+	return nil
 }
 
 // GetM2MTokens returns the owner's tokens among ids (in that order; ids

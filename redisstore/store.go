@@ -45,6 +45,9 @@ type Options struct {
 	// Prefix starts every key; default "tokend". It must not contain
 	// braces, which would change the keys' Cluster hash tags.
 	Prefix string
+	// MaxM2MPerOwner is the most live M2M tokens one owner may hold
+	// (CreateM2MToken); 0: no limit.
+	MaxM2MPerOwner int
 	// Durability: how many replicas confirm a revocation before it is
 	// acknowledged. The zero value is ReplicasAuto.
 	Durability Durability
@@ -75,6 +78,8 @@ type Store struct {
 	embed *miniredis.Miniredis // embedded server, when Open started one
 
 	batch *batcher // pipelines concurrent requests' scripts together
+
+	maxM2M int // Options.MaxM2MPerOwner
 
 	durability Durability
 	replicas   replicas     // masters seen with replicas (ReplicasAuto)
@@ -147,7 +152,7 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 	if prefix == "" {
 		prefix = "tokend"
 	}
-	s := &Store{rdb: rdb, keys: keys{prefix: prefix}, durability: opts.Durability}
+	s := &Store{rdb: rdb, keys: keys{prefix: prefix}, durability: opts.Durability, maxM2M: opts.MaxM2MPerOwner}
 	s.replicas.seen = map[string]bool{}
 	s.replicas.nodes = map[string]*redis.Client{}
 	s.batch = &batcher{store: s, stop: make(chan struct{})}
@@ -171,6 +176,9 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 }
 
 func (o Options) validate() error {
+	if o.MaxM2MPerOwner < 0 {
+		return fmt.Errorf("redisstore: MaxM2MPerOwner %d must be ≥ 0", o.MaxM2MPerOwner)
+	}
 	if strings.ContainsAny(o.Prefix, "{}") {
 		return fmt.Errorf("redisstore: key prefix %q must not contain braces", o.Prefix)
 	}

@@ -149,8 +149,8 @@ func TestRecoverAfterRestart(t *testing.T) {
 			_, _, err := s.RotateRefresh(ctx, rt.Token, rot(time.Hour, 0))
 			return err
 		},
-		"ThrottleTake": func() error {
-			_, err := s.ThrottleTake(ctx, []string{"user:a", "addr:b"}, 3, time.Minute)
+		"LimitTake": func() error {
+			_, err := s.LimitTake(ctx, time.Minute, LimitGroup{Tag: "addr:b", Limits: []Limit{{"user:a", 3}, {"addr", 3}}})
 			return err
 		},
 	} {

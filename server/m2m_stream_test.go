@@ -12,6 +12,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/tokend/tokend/config"
 	m2mpb "github.com/tokend/tokend/gen/m2moauthserver/pb"
 	"github.com/tokend/tokend/gen/m2moauthserver/pb/m2mpbconnect"
 	"github.com/tokend/tokend/redisstore"
@@ -27,10 +28,10 @@ func TestGetTokensStreamsInBoundedMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("creates 100,000 tokens")
 	}
-	ts := startM2M(t, "", nil)
+	const n = 100_000
+	ts := startM2M(t, "", func(c *config.Config) { c.Tokens.MaxM2MTokensPerOwner = n })
 	store := ts.srv.Store()
 	ctx := context.Background()
-	const n = 100_000
 	now := time.Now()
 	var next atomic.Int64
 	var wg sync.WaitGroup

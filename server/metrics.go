@@ -16,6 +16,8 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	http     *prometheus.CounterVec
+	// clientAuthRefused counts refused client authentications by reason
+	clientAuthRefused *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -37,8 +39,13 @@ func newMetrics() *metrics {
 			Name:      "http_requests_total",
 			Help:      "Plain HTTP endpoints (OAuth, well-known documents), by path and status.",
 		}, []string{"path", "status"}),
+		clientAuthRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "tokend",
+			Name:      "client_auth_refused_total",
+			Help:      "Refused client authentications (a wrong or unknown client secret, or throttled), by reason.",
+		}, []string{"reason"}),
 	}
-	m.registry.MustRegister(m.requests, m.latency, m.http,
+	m.registry.MustRegister(m.requests, m.latency, m.http, m.clientAuthRefused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/tokend/tokend/authn"
 	"github.com/tokend/tokend/authz"
+	"github.com/tokend/tokend/clientaddr"
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/gen/auth/authpbconnect"
 	"github.com/tokend/tokend/gen/auth/v1/authv1connect"
@@ -60,6 +61,9 @@ type Server struct {
 // New opens the store and signing keys named by cfg and builds the handler.
 // Close releases the store.
 func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, error) {
+	for _, w := range cfg.Warnings() {
+		log.Warn("doubtful configuration: " + w)
+	}
 	keys, err := loadKeys(cfg, log)
 	if err != nil {
 		return nil, err
@@ -72,7 +76,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		return nil, fmt.Errorf("redis.durability.replicas: %w", err)
 	}
 	store, err := redisstore.Open(ctx, cfg.Redis.URL, redisstore.Options{Durability: redisstore.Durability{
-		Replicas: replicas, Timeout: cfg.Redis.Durability.Timeout.D()}})
+		Replicas: replicas, Timeout: cfg.Redis.Durability.Timeout.D()}, MaxM2MPerOwner: cfg.Tokens.MaxM2MTokensPerOwner})
 	if err != nil {
 		return nil, fmt.Errorf("redis.url: %w", err)
 	}
@@ -80,7 +84,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		log.Warn("no redis.url configured: using an embedded in-memory Redis; nothing is kept across restarts")
 	}
 	s := &Server{cfg: cfg, log: log, store: store, keys: keys, metrics: newMetrics()}
-	s.handler = s.routes()
+	s.handler = noStore(clientaddr.New(cfg.TrustedPrefixes()).Wrap(
+		bounded(s.routes(), cfg.Limits.MaxRequestBytes, cfg.Limits.BodyTimeout.D())))
 	rctx, cancel := context.WithTimeout(ctx, openRecordWait)
 	defer cancel()
 	if err := s.recordConfiguration(rctx); err != nil {
@@ -190,6 +195,7 @@ func (s *Server) routes() http.Handler {
 	// One verified-secret cache for every client authentication: only the
 	// first call with a secret pays the slow hash.
 	clients := handlers.NewClients(cfg.Clients, passhash.NewSecretCache(10000, 10*time.Minute))
+	clients.Limit(s.clientLimit())
 	s.users, s.clients = users, clients
 	policy := handlers.SessionPolicy{
 		AccessTTL:   cfg.Tokens.AccessTTL.D(),
@@ -198,6 +204,8 @@ func (s *Server) routes() http.Handler {
 		MaxLifetime: cfg.Tokens.SessionMaxLifetime.D(),
 		MaxFailures: cfg.LoginThrottle.MaxFailures,
 		Window:      cfg.LoginThrottle.Window.D(),
+		// a line of its own: the limits' one edit in this literal
+		MaxFailuresPerUser: cfg.LoginThrottle.MaxFailuresPerUser,
 	}
 	authV1 := handlers.NewAuthV1(s.store, s.store, users, clients, minter, policy, s.log)
 	oauth := handlers.NewOAuth(cfg.Limits.MaxRequestBytes, s.log)
@@ -219,7 +227,6 @@ func (s *Server) routes() http.Handler {
 
 	opts := []connect.HandlerOption{
 		connect.WithInterceptors(s.metrics.interceptor()),
-		connect.WithReadMaxBytes(int(cfg.Limits.MaxRequestBytes)),
 		connect.WithRecover(s.recoverPanic),
 		// Compress only what gzip pays for: a token response is a few hundred
 		// bytes of base64 that gzip barely shrinks, and compressing every
@@ -228,6 +235,7 @@ func (s *Server) routes() http.Handler {
 		connect.WithCompressMinBytes(compressMinBytes),
 	}
 	opts = append(opts, jsoncodec.HandlerOptions()...)
+	opts = append(opts, s.limitOptions()...)
 
 	mux := http.NewServeMux()
 	services := []string{authv1connect.AuthServiceName, tokenservicev1alpha1connect.TokenServiceName}
@@ -248,10 +256,10 @@ func (s *Server) routes() http.Handler {
 	bearer.OnRefused = s.metrics.refused
 
 	reflector := grpcreflect.NewStaticReflector(services...)
-	mux.Handle(grpcreflect.NewHandlerV1(reflector))
-	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+	mux.Handle(grpcreflect.NewHandlerV1(reflector, s.limitOptions()...))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, s.limitOptions()...))
 	// Health answers are a few bytes: never gzipped (probes poll often).
-	mux.Handle(grpchealth.NewHandler(redisChecker{s.store, services}, connect.WithCompressMinBytes(compressMinBytes)))
+	mux.Handle(grpchealth.NewHandler(redisChecker{s.store, services}, append(s.limitOptions(), connect.WithCompressMinBytes(compressMinBytes))...))
 
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -457,6 +465,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		Protocols:         new(http.Protocols),
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: s.cfg.Limits.MaxConcurrentStreams},
 	}
 	srv.Protocols.SetHTTP1(true)
 	tlsOn := s.cfg.TLS.CertFile != ""

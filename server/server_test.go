@@ -184,9 +184,13 @@ func TestLoginEveryProtocol(t *testing.T) {
 
 func TestLoginFailures(t *testing.T) {
 	backends(t, func(t *testing.T, redisURL string) {
-		ts := start(t, redisURL, func(c *config.Config) { c.LoginThrottle.MaxFailures = 3 })
+		ts := start(t, redisURL, func(c *config.Config) {
+			c.LoginThrottle.MaxFailures = 3
+			c.LoginThrottle.MaxFailuresPerUser = 3
+		})
 		ctx := context.Background()
-		// Each attempt from its own address, so only the username counts.
+		// Each attempt from its own address, so only the username's
+		// ceiling (login_throttle.max_failures_per_user) counts.
 		next := 1
 		client := func() authv1connect.AuthServiceClient {
 			next++
@@ -204,7 +208,7 @@ func TestLoginFailures(t *testing.T) {
 		_, err := client().Token(ctx, connect.NewRequest(&authv1.TokenRequest{}))
 		wantCode(t, err, connect.CodeInvalidArgument)
 
-		// Two more failures for alice reach the limit of 3; then even the
+		// Two more failures for alice reach the ceiling of 3; then even the
 		// right password is refused, without saying whether it was right.
 		for range 2 {
 			_, err := client().Token(ctx, login("alice", "wrong"))

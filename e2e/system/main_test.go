@@ -101,6 +101,7 @@ tokens:
   refresh_reuse_grace: 0s
 login_throttle:
   max_failures: 1000
+  max_failures_per_user: 100000
   window: 1m
 log:
   format: json
