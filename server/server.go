@@ -125,18 +125,27 @@ func (s *Server) recordConfiguration(ctx context.Context) error {
 // retryRecordConfiguration tries recordConfiguration every second until it
 // succeeds (Redis was away at start).
 func (s *Server) retryRecordConfiguration(ctx context.Context) {
-	t := time.NewTicker(time.Second)
+	every(ctx, time.Second, func() bool {
+		rctx, cancel := context.WithTimeout(ctx, openRecordWait)
+		defer cancel()
+		if err := s.recordConfiguration(rctx); err != nil {
+			return true
+		}
+		s.log.Info("recorded the configured users and clients in Redis")
+		return false
+	})
+}
+
+// every calls f every d until ctx is done or f returns false.
+func every(ctx context.Context, d time.Duration, f func() bool) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			rctx, cancel := context.WithTimeout(ctx, openRecordWait)
-			err := s.recordConfiguration(rctx)
-			cancel()
-			if err == nil {
-				s.log.Info("recorded the configured users and clients in Redis")
+			if !f() {
 				return
 			}
 		}
@@ -352,20 +361,14 @@ func (s *Server) revoked(ctx context.Context, c *tokens.Claims) (bool, error) {
 // sweepM2M removes expired M2M index and blacklist entries every minute.
 // Every replica runs it; the sweep is idempotent.
 func (s *Server) sweepM2M(ctx context.Context) {
-	t := time.NewTicker(time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if n, err := s.store.SweepM2M(ctx); err != nil {
-				s.log.WarnContext(ctx, "M2M sweep", "err", err)
-			} else if n > 0 {
-				s.log.DebugContext(ctx, "M2M sweep", "removed", n)
-			}
+	every(ctx, time.Minute, func() bool {
+		if n, err := s.store.SweepM2M(ctx); err != nil {
+			s.log.WarnContext(ctx, "M2M sweep", "err", err)
+		} else if n > 0 {
+			s.log.DebugContext(ctx, "M2M sweep", "removed", n)
 		}
-	}
+		return true
+	})
 }
 
 func signingAlgs(ks *tokens.KeySet) []string {
