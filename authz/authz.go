@@ -136,18 +136,6 @@ var Table = map[string]Rule{
 	ClientAssertion:           {Allowed: []Kind{FirstParty, APIToken, Foreign}, Why: "this token may not be used as a client assertion"},
 }
 
-// Protected lists the RPC procedures of the table (those the bearer middleware guards), sorted.
-func Protected() []string {
-	var out []string
-	for p := range Table {
-		if strings.HasPrefix(p, "/") {
-			out = append(out, p)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
 // ErrDenied is what every refusal of Authorize is (errors.Is).
 var ErrDenied = errors.New("permission denied")
 
