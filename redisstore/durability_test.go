@@ -15,15 +15,18 @@ import (
 
 var durSess = Session{UserID: "42", ClientID: "1001", Scope: "profile", AuthTime: 1_700_000_000}
 
-// acknowledged runs do until it succeeds, at most 3 times: where a replica
-// is attached a busy machine may still miss a WAIT's timeout now and then,
-// and ErrUnavailable is exactly what tells a client to try again.
+// acknowledged runs do until it succeeds, at most 10 times a fifth of a
+// second apart: where a replica is attached, a busy machine (CI under -race)
+// may still miss a WAIT's timeout several times in a row while the replica
+// waits for a core, and ErrUnavailable is exactly what tells a client to try
+// again.
 func acknowledged(do func() error) error {
 	var err error
-	for range 3 {
+	for range 10 {
 		if err = do(); !IsUnavailable(err) {
 			return err
 		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	return err
 }
