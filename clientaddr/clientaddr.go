@@ -61,9 +61,24 @@ func (r *Resolver) Resolve(req *http.Request) netip.Addr {
 
 type ctxKey struct{}
 
+// ConnContext is an http.Server's ConnContext: it records the peer's
+// address in the connection's context, once per connection. A request from
+// a peer that is not a trusted proxy then needs no work of its own in Wrap:
+// its client is that peer.
+func (r *Resolver) ConnContext(ctx context.Context, c net.Conn) context.Context {
+	if a := parseHost(c.RemoteAddr().String()); a.IsValid() {
+		return context.WithValue(ctx, ctxKey{}, a)
+	}
+	return ctx
+}
+
 // Wrap puts every request's client address in its context (see From).
 func (r *Resolver) Wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if peer, ok := From(req.Context()); ok && !r.isTrusted(peer) {
+			h.ServeHTTP(w, req) // the connection's peer, recorded by ConnContext
+			return
+		}
 		if a := r.Resolve(req); a.IsValid() {
 			req = req.WithContext(context.WithValue(req.Context(), ctxKey{}, a))
 		}

@@ -53,6 +53,7 @@ type Server struct {
 	metrics *metrics
 	users   *handlers.Users
 	clients *handlers.Clients
+	addrs   *clientaddr.Resolver // client addresses, behind trusted proxies or not
 	handler http.Handler
 	// background tasks that run while the server serves
 	background []func(ctx context.Context)
@@ -84,7 +85,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		log.Warn("no redis.url configured: using an embedded in-memory Redis; nothing is kept across restarts")
 	}
 	s := &Server{cfg: cfg, log: log, store: store, keys: keys, metrics: newMetrics()}
-	s.handler = noStore(clientaddr.New(cfg.TrustedPrefixes()).Wrap(
+	s.addrs = clientaddr.New(cfg.TrustedPrefixes())
+	s.handler = noStore(s.addrs.Wrap(
 		bounded(s.routes(), cfg.Limits.MaxRequestBytes, cfg.Limits.BodyTimeout.D())))
 	rctx, cancel := context.WithTimeout(ctx, openRecordWait)
 	defer cancel()
@@ -463,6 +465,7 @@ func (c redisChecker) Check(ctx context.Context, req *grpchealth.CheckRequest) (
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.handler,
+		ConnContext:       s.addrs.ConnContext,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
