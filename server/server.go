@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -246,17 +247,23 @@ func (s *Server) routes() http.Handler {
 		connect.WithCompressMinBytes(compressMinBytes),
 	}
 	opts = append(opts, jsoncodec.HandlerOptions()...)
-	opts = append(opts, s.limitOptions()...)
+	small := append(slices.Clip(opts), s.limitOptions(defaultBodyLimit)...)
 
 	mux := http.NewServeMux()
 	services := []string{authv1connect.AuthServiceName, tokenservicev1alpha1connect.TokenServiceName}
-	mux.Handle(authv1connect.NewAuthServiceHandler(authV1, opts...))
+	mux.Handle(authv1connect.NewAuthServiceHandler(authV1, small...))
 	services = append(services, authpbconnect.AuthServiceName)
-	mux.Handle(authpbconnect.NewAuthServiceHandler(codes, opts...))
-	mux.Handle(tokenservicev1alpha1connect.NewTokenServiceHandler(apiTokens, opts...))
+	mux.Handle(authpbconnect.NewAuthServiceHandler(codes, small...))
+	mux.Handle(tokenservicev1alpha1connect.NewTokenServiceHandler(apiTokens, small...))
 	services = append(services, m2mpbconnect.M2MOAuthServiceName)
-	m2mPath, m2mHandler := m2mpbconnect.NewM2MOAuthServiceHandler(m2m, opts...)
-	mux.Handle(m2mPath, coalesceFlushes(m2mpbconnect.M2MOAuthServiceGetTokensProcedure, m2mHandler))
+	m2mPath, m2mHandler := m2mpbconnect.NewM2MOAuthServiceHandler(m2m, small...)
+	mux.Handle(m2mPath, m2mHandler)
+	// The procedures with larger messages (bodyLimits) get a handler of
+	// their own, with limits to match; the mux prefers their exact paths.
+	for procedure, limit := range bodyLimits {
+		_, h := m2mpbconnect.NewM2MOAuthServiceHandler(m2m, append(slices.Clip(opts), s.limitOptions(limit)...)...)
+		mux.Handle(procedure, coalesceFlushes(m2mpbconnect.M2MOAuthServiceGetTokensProcedure, h))
+	}
 
 	// The procedures of the authorization table need a caller the table
 	// allows, whose token nothing has revoked.
@@ -267,10 +274,10 @@ func (s *Server) routes() http.Handler {
 	bearer.OnRefused = s.metrics.refused
 
 	reflector := grpcreflect.NewStaticReflector(services...)
-	mux.Handle(grpcreflect.NewHandlerV1(reflector, s.limitOptions()...))
-	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, s.limitOptions()...))
+	mux.Handle(grpcreflect.NewHandlerV1(reflector, s.limitOptions(defaultBodyLimit)...))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, s.limitOptions(defaultBodyLimit)...))
 	// Health answers are a few bytes: never gzipped (probes poll often).
-	mux.Handle(grpchealth.NewHandler(redisChecker{s.store, services}, append(s.limitOptions(), connect.WithCompressMinBytes(compressMinBytes))...))
+	mux.Handle(grpchealth.NewHandler(redisChecker{s.store, services}, append(s.limitOptions(defaultBodyLimit), connect.WithCompressMinBytes(compressMinBytes))...))
 
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
