@@ -74,7 +74,7 @@ type AuthV1 struct {
 	throttle Limiter
 	users    *Users
 	clients  *Clients
-	minter   *Minter
+	minter   *tokens.Minter
 	policy   SessionPolicy
 	log      *slog.Logger
 }
@@ -83,7 +83,7 @@ var _ authv1connect.AuthServiceHandler = (*AuthV1)(nil)
 
 // NewAuthV1 returns the auth.v1 handler. clients are the clients whose
 // sessions' refresh tokens it rotates.
-func NewAuthV1(sessions SessionStore, throttle Limiter, users *Users, clients *Clients, minter *Minter, policy SessionPolicy, log *slog.Logger) *AuthV1 {
+func NewAuthV1(sessions SessionStore, throttle Limiter, users *Users, clients *Clients, minter *tokens.Minter, policy SessionPolicy, log *slog.Logger) *AuthV1 {
 	return &AuthV1{sessions: sessions, throttle: throttle, users: users, clients: clients, minter: minter, policy: policy, log: log}
 }
 

@@ -37,7 +37,7 @@ func benchAuthV1(b *testing.B) *AuthV1 {
 	}
 	users := NewUsers([]config.User{{ID: 1, Username: "bench", PasswordHash: hash}})
 	policy := SessionPolicy{AccessTTL: 15 * time.Minute, RefreshTTL: time.Hour, MaxFailures: 1 << 30, MaxFailuresPerUser: 1 << 30, Window: time.Minute}
-	return NewAuthV1(store, store, users, NewClients(nil, nil), NewMinter(ks, "http://bench"), policy, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return NewAuthV1(store, store, users, NewClients(nil, nil), tokens.NewMinter(ks, "http://bench"), policy, slog.New(slog.NewTextHandler(io.Discard, nil)))
 }
 
 func loginRequest() *connect.Request[authv1.TokenRequest] {

@@ -38,7 +38,7 @@ type M2M struct {
 	store      M2MStore
 	clients    *Clients
 	assertions *Assertions
-	minter     *Minter
+	minter     *tokens.Minter
 	log        *slog.Logger
 	now        func() time.Time
 }
@@ -46,7 +46,7 @@ type M2M struct {
 var _ m2mpbconnect.M2MOAuthServiceHandler = (*M2M)(nil)
 
 // NewM2M returns the M2M service handler.
-func NewM2M(store M2MStore, clients *Clients, assertions *Assertions, minter *Minter, log *slog.Logger) *M2M {
+func NewM2M(store M2MStore, clients *Clients, assertions *Assertions, minter *tokens.Minter, log *slog.Logger) *M2M {
 	return &M2M{store: store, clients: clients, assertions: assertions, minter: minter, log: log, now: time.Now}
 }
 

@@ -55,7 +55,7 @@ var errBadAPIToken = errors.New("invalid API token")
 type TokenService struct {
 	store  APITokenStore
 	users  *Users
-	minter *Minter
+	minter *tokens.Minter
 	policy APITokenPolicy
 	log    *slog.Logger
 	now    func() time.Time
@@ -65,7 +65,7 @@ type TokenService struct {
 var _ tokenservicev1alpha1connect.TokenServiceHandler = (*TokenService)(nil)
 
 // NewTokenService returns the API token handler.
-func NewTokenService(store APITokenStore, users *Users, minter *Minter, policy APITokenPolicy, log *slog.Logger) *TokenService {
+func NewTokenService(store APITokenStore, users *Users, minter *tokens.Minter, policy APITokenPolicy, log *slog.Logger) *TokenService {
 	return &TokenService{
 		store: store, users: users, minter: minter, policy: policy, log: log, now: time.Now,
 		usage: newUsageRecorder(store.TouchAPITokens, log),

@@ -199,7 +199,7 @@ func loadKeys(cfg *config.Config, log *slog.Logger) (*tokens.KeySet, error) {
 // request size limit.
 func (s *Server) routes() http.Handler {
 	cfg := s.cfg
-	minter := handlers.NewMinter(s.keys, cfg.Issuer)
+	minter := tokens.NewMinter(s.keys, cfg.Issuer)
 	users := handlers.NewUsers(cfg.Users)
 	// One verified-secret cache for every client authentication: only the
 	// first call with a secret pays the slow hash.
