@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
@@ -93,11 +94,8 @@ func (h *AuthV1) Token(ctx context.Context, req *connect.Request[authv1.TokenReq
 	if cred == nil {
 		return nil, invalidArgument("password_credential is required")
 	}
-	if cred.GetUsername() == "" || cred.GetPassword() == "" {
-		return nil, invalidArgument("username and password are required")
-	}
-	if len(cred.GetUsername()) > maxUsernameLen || len(cred.GetPassword()) > maxPasswordLen {
-		return nil, invalidArgument("username or password too long")
+	if err := checkCredentials(cred.GetUsername(), cred.GetPassword()); err != nil {
+		return nil, err
 	}
 
 	resp, err := h.Login(ctx, cred.GetUsername(), cred.GetPassword(), clientaddr.String(ctx, req.Peer().Addr), "", "")
@@ -105,6 +103,18 @@ func (h *AuthV1) Token(ctx context.Context, req *connect.Request[authv1.TokenReq
 		return nil, err
 	}
 	return connect.NewResponse(resp), nil
+}
+
+// checkCredentials bounds a login's username and password before anything
+// hashes them.
+func checkCredentials(username, password string) error {
+	if username == "" || password == "" {
+		return invalidArgument("username and password are required")
+	}
+	if len(username) > maxUsernameLen || len(password) > maxPasswordLen {
+		return invalidArgument("username or password too long")
+	}
+	return nil
 }
 
 // Login checks a username and password and starts a session for clientID
@@ -117,20 +127,20 @@ func (h *AuthV1) Login(ctx context.Context, username, password, peerAddr, client
 	groups := h.loginGroups(username, peerAddr)
 	wait, err := takeLimits(ctx, h.throttle, h.policy.Window, groups...)
 	if err != nil {
-		return nil, storeError(ctx, h.log, "login limit", err)
+		return nil, fmt.Errorf("login limit: %w", err)
 	}
 	if wait > 0 {
 		h.log.InfoContext(ctx, "login throttled", "peer", peerIP(peerAddr))
-		return nil, throttled(wait)
+		return nil, throttledError{wait}
 	}
 
 	userID, ok := h.users.Authenticate(username, password)
 	if !ok {
 		h.log.InfoContext(ctx, "login failed", "peer", peerIP(peerAddr))
-		return nil, connect.NewError(connect.CodeUnauthenticated, errBadLogin)
+		return nil, errBadLogin
 	}
 	if err := h.throttle.LimitForgive(ctx, groups...); err != nil {
-		return nil, storeError(ctx, h.log, "login limit", err)
+		return nil, fmt.Errorf("login limit: %w", err)
 	}
 	resp, err := h.StartSession(ctx, redisstore.Session{UserID: userID, ClientID: clientID, Scope: scope, AuthTime: time.Now().Unix()})
 	if err != nil {
@@ -196,8 +206,6 @@ func (h *AuthV1) presenter(ctx context.Context, id, secret string) (presenter, e
 	return presenter{ClientID: cl.ID, Authenticated: true}, nil
 }
 
-var errNoRefreshGrant = errors.New("this client may not use the refresh_token grant")
-
 // refresh is RefreshToken without the RPC envelope; the refresh_token grant
 // of /oauth/token calls it too. It returns the session the token belongs to.
 //
@@ -212,28 +220,28 @@ func (h *AuthV1) refresh(ctx context.Context, token string, by presenter) (*auth
 		return nil, redisstore.Session{}, invalidArgument("refresh_token is required")
 	}
 	if len(token) > maxTokenLen {
-		return nil, redisstore.Session{}, connect.NewError(connect.CodeUnauthenticated, errBadRefreshToken)
+		return nil, redisstore.Session{}, errBadRefreshToken
 	}
-	if h.users.Ready() != nil || h.clients.Ready() != nil { // before the token is consumed
-		return nil, redisstore.Session{}, connect.NewError(connect.CodeUnavailable, errUnavailable)
+	if err := errors.Join(h.users.Ready(), h.clients.Ready()); err != nil { // before the token is consumed
+		return nil, redisstore.Session{}, err
 	}
 	next, sess, err := h.sessions.RotateRefresh(ctx, token, redisstore.Rotation{TTL: h.policy.RefreshTTL,
 		Grace: h.policy.ReuseGrace, MaxReplays: maxGraceReplays, MaxLifetime: h.policy.MaxLifetime})
 	switch {
 	case errors.Is(err, redisstore.ErrReused):
 		h.log.WarnContext(ctx, "refresh token reused; session revoked", "sub", sess.UserID)
-		return nil, sess, connect.NewError(connect.CodeUnauthenticated, errBadRefreshToken)
+		return nil, sess, errBadRefreshToken
 	case errors.Is(err, redisstore.ErrNotFound), errors.Is(err, redisstore.ErrRevoked):
-		return nil, sess, connect.NewError(connect.CodeUnauthenticated, errBadRefreshToken)
+		return nil, sess, errBadRefreshToken
 	case err != nil:
-		return nil, sess, storeError(ctx, h.log, "rotate refresh token", err)
+		return nil, sess, fmt.Errorf("rotate refresh token: %w", err)
 	}
 	if refusal := h.mayRefresh(sess, by); refusal != nil {
 		if errors.Is(refusal, errNotSynced) {
-			return nil, sess, connect.NewError(connect.CodeUnavailable, errUnavailable)
+			return nil, sess, refusal
 		}
 		if err := h.sessions.RevokeFamily(ctx, next.FamilyID); err != nil {
-			return nil, sess, storeError(ctx, h.log, "revoke refresh family", err)
+			return nil, sess, fmt.Errorf("revoke refresh family: %w", err)
 		}
 		h.log.WarnContext(ctx, "refresh refused; session revoked", "sub", sess.UserID, "issued_to", sess.ClientID,
 			"presented_by", by.ClientID, "reason", refusal.Error())
@@ -252,7 +260,7 @@ func (h *AuthV1) mayRefresh(sess redisstore.Session, by presenter) error {
 	}
 	if sess.ClientID == "" { // a first-party sign-in
 		if by.ClientID != "" {
-			return connect.NewError(connect.CodeUnauthenticated, errBadRefreshToken)
+			return errBadRefreshToken
 		}
 		return nil
 	}
@@ -261,11 +269,11 @@ func (h *AuthV1) mayRefresh(sess redisstore.Session, by presenter) error {
 	case err != nil:
 		return gone(err, errBadRefreshToken)
 	case by.ClientID != "" && by.ClientID != cl.ID:
-		return connect.NewError(connect.CodeUnauthenticated, errBadRefreshToken)
+		return errBadRefreshToken
 	case !cl.IsPublic() && !by.Authenticated:
-		return connect.NewError(connect.CodeUnauthenticated, errBadClient)
+		return errBadClient
 	case !cl.AllowsGrant(config.GrantRefreshToken):
-		return connect.NewError(connect.CodePermissionDenied, errNoRefreshGrant)
+		return errNoRefreshGrant
 	}
 	return nil
 }
@@ -278,7 +286,7 @@ func (h *AuthV1) Logout(ctx context.Context, req *connect.Request[authv1.LogoutR
 	}
 	if len(token) <= maxTokenLen {
 		if err := h.sessions.RevokeRefresh(ctx, token); err != nil {
-			return nil, storeError(ctx, h.log, "revoke refresh token", err)
+			return nil, fmt.Errorf("revoke refresh token: %w", err)
 		}
 	}
 	return connect.NewResponse(&authv1.LogoutResponse{}), nil
@@ -289,7 +297,7 @@ func (h *AuthV1) Logout(ctx context.Context, req *connect.Request[authv1.LogoutR
 func (h *AuthV1) StartSession(ctx context.Context, sess redisstore.Session) (*authv1.TokenResponse, error) {
 	issued, err := h.sessions.CreateRefresh(ctx, sess, h.policy.refreshTTL())
 	if err != nil {
-		return nil, storeError(ctx, h.log, "create refresh token", err)
+		return nil, fmt.Errorf("create refresh token: %w", err)
 	}
 	return h.tokenResponse(sess, issued)
 }
@@ -309,7 +317,7 @@ func (h *AuthV1) mintPair(sess redisstore.Session, rt redisstore.IssuedRefresh) 
 	}
 	access, exp, err := h.minter.Mint(SessionClaims(h.minter.Issuer(), sess, rt.FamilyID), ttl)
 	if err != nil {
-		return sessionTokens{}, connect.NewError(connect.CodeInternal, errInternal)
+		return sessionTokens{}, errInternal
 	}
 	return sessionTokens{Access: access, AccessExp: exp, Refresh: rt.Token, RefreshExp: rt.ExpiresAt}, nil
 }

@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"connectrpc.com/connect"
-
 )
 
 // OAuthTokenRequest is a parsed POST to a form endpoint (/oauth/token,
@@ -94,29 +93,28 @@ func (o *OAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				writeOAuthJSON(w, http.StatusOK, resp)
 				return
 			}
+			report(r.Context(), o.log, "/oauth/token "+req.GrantType, err) // logs what the client is not told
 			oerr = OAuthErrorFrom(err)
-			if oerr.Status >= 500 {
-				o.log.WarnContext(r.Context(), "token endpoint", "grant_type", req.GrantType, "err", err)
-			}
 		}
 	}
 	writeOAuthError(w, req, oerr)
 }
 
-// OAuthErrorFrom translates a handler's connect error into an RFC 6749
-// error. Unauthenticated becomes invalid_grant: grants that fail client
+// OAuthErrorFrom is the one table of RFC 6749 §5.2 errors: a handler's
+// error, answered as the RPC would be (connectError), in RFC 6749's terms.
+// Unauthenticated becomes invalid_grant: grants that fail client
 // authentication return invalid_client themselves.
 func OAuthErrorFrom(err error) *OAuthError {
 	var oe *OAuthError
 	if errors.As(err, &oe) {
 		return oe
 	}
-	var ce *connect.Error
-	msg := "internal error"
-	if errors.As(err, &ce) {
-		msg = ce.Message()
+	ce, _ := connectError(err)
+	msg := ce.Message()
+	if errors.Is(err, errRedirectMismatch) || errors.Is(err, errVerifierMismatch) { // RFC 6749 §5.2, RFC 7636 §4.6
+		return &OAuthError{Status: http.StatusBadRequest, Code: "invalid_grant", Description: msg}
 	}
-	switch connect.CodeOf(err) {
+	switch ce.Code() {
 	case connect.CodeInvalidArgument:
 		return &OAuthError{Status: http.StatusBadRequest, Code: "invalid_request", Description: msg}
 	case connect.CodeUnauthenticated:
@@ -129,7 +127,7 @@ func OAuthErrorFrom(err error) *OAuthError {
 	case connect.CodeUnavailable:
 		return &OAuthError{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable", Description: msg}
 	default:
-		return &OAuthError{Status: http.StatusInternalServerError, Code: "server_error", Description: "internal error"}
+		return &OAuthError{Status: http.StatusInternalServerError, Code: "server_error", Description: errInternal.Error()}
 	}
 }
 
@@ -137,7 +135,7 @@ func OAuthErrorFrom(err error) *OAuthError {
 // the form endpoints' answer: invalid_client, or the error as it is
 // (throttled, unavailable).
 func clientError(err error) error {
-	if connect.CodeOf(err) == connect.CodeUnauthenticated {
+	if errors.Is(err, errBadClient) {
 		return InvalidClient()
 	}
 	return err

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tokend/tokend/authn"
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/redisstore"
 	"github.com/tokend/tokend/tokens"
@@ -86,8 +87,7 @@ func (e *TokenEndpoints) Introspect(w http.ResponseWriter, r *http.Request) {
 		var revoked bool
 		revoked, err = e.revoked(r.Context(), c)
 		if err != nil {
-			e.log.WarnContext(r.Context(), "introspection: revocation check failed", "err", err)
-			writeOAuthJSON(w, http.StatusServiceUnavailable, &OAuthError{Code: "temporarily_unavailable", Description: "token store unavailable"})
+			e.fail(w, r, "introspection: revocation check", err)
 			return
 		}
 		if revoked {
@@ -146,10 +146,16 @@ func (e *TokenEndpoints) Revoke(w http.ResponseWriter, r *http.Request) {
 		err = rerr
 	}
 	if err != nil {
-		e.log.WarnContext(ctx, "revocation failed", "err", err)
-		writeOAuthJSON(w, http.StatusServiceUnavailable, &OAuthError{Code: "temporarily_unavailable", Description: "token store unavailable"})
+		e.fail(w, r, "revocation", err)
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
+}
+
+// fail answers a store failure: temporarily_unavailable, whatever it was
+// (the token may be fine; the client retries), with the details logged.
+func (e *TokenEndpoints) fail(w http.ResponseWriter, r *http.Request, op string, err error) {
+	e.log.WarnContext(r.Context(), op+" failed", "err", err)
+	writeOAuthError(w, nil, OAuthErrorFrom(authn.ErrUnavailable()))
 }

@@ -235,7 +235,9 @@ func (s *Server) routes() http.Handler {
 	endpoints := handlers.NewTokenEndpoints(clients, verifier, s.revoked, s.store, cfg.Limits.MaxRequestBytes, s.log)
 
 	opts := []connect.HandlerOption{
-		connect.WithInterceptors(s.metrics.interceptor()),
+		// Metrics see the code the caller gets; the handlers' errors become
+		// that code in handlers.ErrorInterceptor, panics included.
+		connect.WithInterceptors(s.metrics.interceptor(), handlers.ErrorInterceptor(s.log)),
 		connect.WithRecover(s.recoverPanic),
 		// Compress only what gzip pays for: a token response is a few hundred
 		// bytes of base64 that gzip barely shrinks, and compressing every
@@ -383,9 +385,10 @@ func signingAlgs(ks *tokens.KeySet) []string {
 	return algs
 }
 
-func (s *Server) recoverPanic(ctx context.Context, spec connect.Spec, _ http.Header, p any) error {
-	s.log.ErrorContext(ctx, "panic in handler", "procedure", spec.Procedure, "panic", fmt.Sprint(p))
-	return connect.NewError(connect.CodeInternal, errors.New("internal error"))
+// recoverPanic turns a handler's panic into an error, which
+// handlers.ErrorInterceptor logs and answers as internal.
+func (s *Server) recoverPanic(_ context.Context, _ connect.Spec, _ http.Header, p any) error {
+	return fmt.Errorf("panic in handler: %v", p)
 }
 
 // cors allows the configured browser origins to call every RPC, exposing the
