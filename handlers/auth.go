@@ -45,7 +45,7 @@ type CodeStore interface {
 // one client holding a user's token cannot mint codes for another.
 type Auth struct {
 	codes    CodeStore
-	sessions *AuthV1
+	sessions *Sessions
 	clients  *Clients
 	users    *Users
 	codeTTL  time.Duration
@@ -55,9 +55,10 @@ type Auth struct {
 var _ authpbconnect.AuthServiceHandler = (*Auth)(nil)
 
 // NewAuth returns the auth.AuthService handler. Exchanged codes start their
-// sessions through sessions, so their refresh tokens rotate with auth.v1
-// RefreshToken and their access tokens carry the session id.
-func NewAuth(codes CodeStore, sessions *AuthV1, clients *Clients, users *Users, codeTTL time.Duration, log *slog.Logger) *Auth {
+// sessions through sessions (shared with AuthV1), so their refresh tokens
+// rotate with auth.v1 RefreshToken and their access tokens carry the
+// session id.
+func NewAuth(codes CodeStore, sessions *Sessions, clients *Clients, users *Users, codeTTL time.Duration, log *slog.Logger) *Auth {
 	return &Auth{codes: codes, sessions: sessions, clients: clients, users: users, codeTTL: codeTTL, log: log}
 }
 

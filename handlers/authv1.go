@@ -16,7 +16,6 @@ import (
 	authv1 "github.com/tokend/tokend/gen/auth/v1"
 	"github.com/tokend/tokend/gen/auth/v1/authv1connect"
 	"github.com/tokend/tokend/redisstore"
-	"github.com/tokend/tokend/tokens"
 )
 
 // Input bounds: far above any real credential, low enough that nobody can
@@ -30,21 +29,32 @@ const (
 // AuthV1 implements auth.v1.AuthService: password login, refresh-token
 // rotation with reuse detection, and logout.
 type AuthV1 struct {
-	sessions SessionStore
+	sessions *Sessions
 	throttle Limiter
+	login    LoginPolicy
 	users    *Users
 	clients  *Clients
-	minter   *tokens.Minter
-	policy   SessionPolicy
 	log      *slog.Logger
+}
+
+// LoginPolicy bounds failed logins.
+type LoginPolicy struct {
+	MaxFailures int // failed logins per (username, address) and per address within Window
+	// MaxFailuresPerUser bounds failed logins per username from every
+	// address within Window: far above MaxFailures, so that one attacker
+	// cannot lock a user out from elsewhere, yet a guess spread over many
+	// addresses stays bounded.
+	MaxFailuresPerUser int
+	Window             time.Duration
 }
 
 var _ authv1connect.AuthServiceHandler = (*AuthV1)(nil)
 
-// NewAuthV1 returns the auth.v1 handler. clients are the clients whose
+// NewAuthV1 returns the auth.v1 handler: logins throttled by throttle under
+// login, sessions kept by sessions. clients are the clients whose
 // sessions' refresh tokens it rotates.
-func NewAuthV1(sessions SessionStore, throttle Limiter, users *Users, clients *Clients, minter *tokens.Minter, policy SessionPolicy, log *slog.Logger) *AuthV1 {
-	return &AuthV1{sessions: sessions, throttle: throttle, users: users, clients: clients, minter: minter, policy: policy, log: log}
+func NewAuthV1(sessions *Sessions, throttle Limiter, login LoginPolicy, users *Users, clients *Clients, log *slog.Logger) *AuthV1 {
+	return &AuthV1{sessions: sessions, throttle: throttle, login: login, users: users, clients: clients, log: log}
 }
 
 // Token logs a user in with username and password.
@@ -84,7 +94,7 @@ func checkCredentials(username, password string) error {
 // taken back.
 func (h *AuthV1) Login(ctx context.Context, username, password, peerAddr, clientID, scope string) (*authv1.TokenResponse, error) {
 	groups := h.loginGroups(username, peerAddr)
-	wait, err := takeLimits(ctx, h.throttle, h.policy.Window, groups...)
+	wait, err := takeLimits(ctx, h.throttle, h.login.Window, groups...)
 	if err != nil {
 		return nil, fmt.Errorf("login limit: %w", err)
 	}
@@ -101,7 +111,7 @@ func (h *AuthV1) Login(ctx context.Context, username, password, peerAddr, client
 	if err := h.throttle.LimitForgive(ctx, groups...); err != nil {
 		return nil, fmt.Errorf("login limit: %w", err)
 	}
-	resp, err := h.StartSession(ctx, redisstore.Session{UserID: userID, ClientID: clientID, Scope: scope, AuthTime: time.Now().Unix()})
+	resp, err := h.sessions.Start(ctx, redisstore.Session{UserID: userID, ClientID: clientID, Scope: scope, AuthTime: time.Now().Unix()})
 	if err != nil {
 		return nil, err
 	}
@@ -116,10 +126,10 @@ func (h *AuthV1) loginGroups(username, addr string) []redisstore.LimitGroup {
 	username = strings.ToLower(username) // one counter whatever the case typed
 	return []redisstore.LimitGroup{
 		{Tag: addrTag(peerIP(addr)), Limits: []redisstore.Limit{
-			{Name: "login-user:" + username, Max: h.policy.MaxFailures},
-			{Name: "login-addr", Max: h.policy.MaxFailures},
+			{Name: "login-user:" + username, Max: h.login.MaxFailures},
+			{Name: "login-addr", Max: h.login.MaxFailures},
 		}},
-		{Tag: "u:" + username, Limits: []redisstore.Limit{{Name: "login-user", Max: h.policy.MaxFailuresPerUser}}},
+		{Tag: "u:" + username, Limits: []redisstore.Limit{{Name: "login-user", Max: h.login.MaxFailuresPerUser}}},
 	}
 }
 
@@ -184,8 +194,7 @@ func (h *AuthV1) refresh(ctx context.Context, token string, by presenter) (*auth
 	if err := errors.Join(h.users.Ready(), h.clients.Ready()); err != nil { // before the token is consumed
 		return nil, redisstore.Session{}, err
 	}
-	next, sess, err := h.sessions.RotateRefresh(ctx, token, redisstore.Rotation{TTL: h.policy.RefreshTTL,
-		Grace: h.policy.ReuseGrace, MaxReplays: maxGraceReplays, MaxLifetime: h.policy.MaxLifetime})
+	next, sess, err := h.sessions.rotate(ctx, token)
 	switch {
 	case errors.Is(err, redisstore.ErrReused):
 		h.log.WarnContext(ctx, "refresh token reused; session revoked", "sub", sess.UserID)
@@ -199,14 +208,14 @@ func (h *AuthV1) refresh(ctx context.Context, token string, by presenter) (*auth
 		if errors.Is(refusal, errNotSynced) {
 			return nil, sess, refusal
 		}
-		if err := h.sessions.RevokeFamily(ctx, next.FamilyID); err != nil {
+		if err := h.sessions.store.RevokeFamily(ctx, next.FamilyID); err != nil {
 			return nil, sess, fmt.Errorf("revoke refresh family: %w", err)
 		}
 		h.log.WarnContext(ctx, "refresh refused; session revoked", "sub", sess.UserID, "issued_to", sess.ClientID,
 			"presented_by", by.ClientID, "reason", refusal.Error())
 		return nil, sess, refusal
 	}
-	resp, err := h.tokenResponse(sess, next)
+	resp, err := h.sessions.tokenResponse(sess, next)
 	return resp, sess, err
 }
 
@@ -244,7 +253,7 @@ func (h *AuthV1) Logout(ctx context.Context, req *connect.Request[authv1.LogoutR
 		return nil, invalidArgument("refresh_token is required")
 	}
 	if len(token) <= maxTokenLen {
-		if err := h.sessions.RevokeRefresh(ctx, token); err != nil {
+		if err := h.sessions.store.RevokeRefresh(ctx, token); err != nil {
 			return nil, fmt.Errorf("revoke refresh token: %w", err)
 		}
 	}

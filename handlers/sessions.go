@@ -29,13 +29,21 @@ type SessionPolicy struct {
 	RefreshTTL  time.Duration
 	ReuseGrace  time.Duration // a consumed refresh token may be presented again this long
 	MaxLifetime time.Duration // no session lives longer than this from its sign-in
-	MaxFailures int           // failed logins per (username, address) and per address within Window
-	// MaxFailuresPerUser bounds failed logins per username from every
-	// address within Window: far above MaxFailures, so that one attacker
-	// cannot lock a user out from elsewhere, yet a guess spread over many
-	// addresses stays bounded.
-	MaxFailuresPerUser int
-	Window             time.Duration
+}
+
+// Sessions starts, rotates and ends user sessions (refresh-token families)
+// and signs their access tokens. The login service (AuthV1) and the code
+// service (Auth) share one: a session started by either rotates with
+// auth.v1 RefreshToken.
+type Sessions struct {
+	store  SessionStore
+	minter *tokens.Minter
+	policy SessionPolicy
+}
+
+// NewSessions returns the session helper over store, signing with minter.
+func NewSessions(store SessionStore, minter *tokens.Minter, policy SessionPolicy) *Sessions {
+	return &Sessions{store: store, minter: minter, policy: policy}
 }
 
 // maxGraceReplays is how often one consumed refresh token may be presented
@@ -51,14 +59,21 @@ func (p SessionPolicy) refreshTTL() time.Duration {
 	return p.RefreshTTL
 }
 
-// StartSession creates a refresh-token family for sess and returns the first
+// Start creates a refresh-token family for sess and returns the first
 // token pair.
-func (h *AuthV1) StartSession(ctx context.Context, sess redisstore.Session) (*authv1.TokenResponse, error) {
-	issued, err := h.sessions.CreateRefresh(ctx, sess, h.policy.refreshTTL())
+func (h *Sessions) Start(ctx context.Context, sess redisstore.Session) (*authv1.TokenResponse, error) {
+	issued, err := h.store.CreateRefresh(ctx, sess, h.policy.refreshTTL())
 	if err != nil {
 		return nil, fmt.Errorf("create refresh token: %w", err)
 	}
 	return h.tokenResponse(sess, issued)
+}
+
+// rotate consumes refresh token and issues its successor, within the
+// policy's reuse grace and maximum lifetime.
+func (h *Sessions) rotate(ctx context.Context, token string) (redisstore.IssuedRefresh, redisstore.Session, error) {
+	return h.store.RotateRefresh(ctx, token, redisstore.Rotation{TTL: h.policy.RefreshTTL,
+		Grace: h.policy.ReuseGrace, MaxReplays: maxGraceReplays, MaxLifetime: h.policy.MaxLifetime})
 }
 
 // sessionTokens is a session's token pair with absolute expiry times.
@@ -69,19 +84,19 @@ type sessionTokens struct {
 
 // mintPair signs the access token that goes with refresh token rt. It
 // expires with the session at the latest.
-func (h *AuthV1) mintPair(sess redisstore.Session, rt redisstore.IssuedRefresh) (sessionTokens, error) {
+func (h *Sessions) mintPair(sess redisstore.Session, rt redisstore.IssuedRefresh) (sessionTokens, error) {
 	ttl := h.policy.AccessTTL
 	if end := sess.End(h.policy.MaxLifetime); !end.IsZero() {
 		ttl = min(ttl, max(time.Until(end), time.Second))
 	}
 	access, exp, err := h.minter.Mint(SessionClaims(h.minter.Issuer(), sess, rt.FamilyID), ttl)
 	if err != nil {
-		return sessionTokens{}, errInternal
+		return sessionTokens{}, fmt.Errorf("sign access token: %w", err)
 	}
 	return sessionTokens{Access: access, AccessExp: exp, Refresh: rt.Token, RefreshExp: rt.ExpiresAt}, nil
 }
 
-func (h *AuthV1) tokenResponse(sess redisstore.Session, rt redisstore.IssuedRefresh) (*authv1.TokenResponse, error) {
+func (h *Sessions) tokenResponse(sess redisstore.Session, rt redisstore.IssuedRefresh) (*authv1.TokenResponse, error) {
 	p, err := h.mintPair(sess, rt)
 	if err != nil {
 		return nil, err

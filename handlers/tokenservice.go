@@ -103,7 +103,7 @@ func (h *TokenService) CreateToken(ctx context.Context, req *connect.Request[tsv
 	id := apitoken.NewID()
 	secret, err := apitoken.NewSecret(id)
 	if err != nil {
-		return nil, errInternal
+		return nil, fmt.Errorf("new API token secret: %w", err)
 	}
 	sum := sha256.Sum256([]byte(secret))
 	rec := redisstore.APIToken{ID: id, Owner: owner, Name: name, SecretHash: sum[:], CreatedAt: now, ExpiresAt: expires}
@@ -159,7 +159,7 @@ func (h *TokenService) GetAccessToken(ctx context.Context, req *connect.Request[
 	c.Audience = []string{h.minter.Issuer()}
 	access, exp, err := h.minter.Mint(c, ttl)
 	if err != nil {
-		return nil, errInternal
+		return nil, fmt.Errorf("sign access token: %w", err)
 	}
 	return connect.NewResponse(&tsv1.GetAccessTokenResponse{
 		AccessToken: access,

@@ -206,21 +206,21 @@ func (s *Server) routes() http.Handler {
 	clients := handlers.NewClients(cfg.Clients, passhash.NewSecretCache(10000, 10*time.Minute))
 	clients.Limit(s.clientLimit())
 	s.users, s.clients = users, clients
-	policy := handlers.SessionPolicy{
+	sessions := handlers.NewSessions(s.store, minter, handlers.SessionPolicy{
 		AccessTTL:   cfg.Tokens.AccessTTL.D(),
 		RefreshTTL:  cfg.Tokens.RefreshTTL.D(),
 		ReuseGrace:  cfg.Tokens.RefreshReuseGrace.D(),
 		MaxLifetime: cfg.Tokens.SessionMaxLifetime.D(),
-		MaxFailures: cfg.LoginThrottle.MaxFailures,
-		Window:      cfg.LoginThrottle.Window.D(),
-		// a line of its own: the limits' one edit in this literal
+	})
+	authV1 := handlers.NewAuthV1(sessions, s.store, handlers.LoginPolicy{
+		MaxFailures:        cfg.LoginThrottle.MaxFailures,
 		MaxFailuresPerUser: cfg.LoginThrottle.MaxFailuresPerUser,
-	}
-	authV1 := handlers.NewAuthV1(s.store, s.store, users, clients, minter, policy, s.log)
+		Window:             cfg.LoginThrottle.Window.D(),
+	}, users, clients, s.log)
 	oauth := handlers.NewOAuth(cfg.Limits.MaxRequestBytes, s.log)
 	oauth.Handle("password", authV1.PasswordGrant(clients))
 	oauth.Handle("refresh_token", authV1.RefreshGrant())
-	codes := handlers.NewAuth(s.store, authV1, clients, users, cfg.Tokens.CodeTTL.D(), s.log)
+	codes := handlers.NewAuth(s.store, sessions, clients, users, cfg.Tokens.CodeTTL.D(), s.log)
 	oauth.Handle("authorization_code", codes.AuthorizationCodeGrant())
 	apiTokens := handlers.NewTokenService(s.store, users, minter, handlers.APITokenPolicy{
 		AccessTTL:   cfg.Tokens.AccessTTL.D(),
