@@ -447,12 +447,19 @@ type scriptCall struct {
 	keys   []string
 	args   []any
 	cmd    func(p redis.Pipeliner) redis.Cmder
+	write  bool // cmd writes (scripts are always taken to)
 }
 
 // command is a scriptCall for a plain read-only command (HGET, SISMEMBER,
 // HGETALL...): the batcher lets prechecks ride along with it (see Precheck),
 // which a command that writes must not allow.
 func command(queue func(p redis.Pipeliner) redis.Cmder) scriptCall { return scriptCall{cmd: queue} }
+
+// writeCommand is a scriptCall for a plain command that writes (one atomic
+// command needs no script): it is sent only after every precheck passed.
+func writeCommand(queue func(p redis.Pipeliner) redis.Cmder) scriptCall {
+	return scriptCall{cmd: queue, write: true}
+}
 
 // runPipelined runs calls in one pipeline (on Cluster, one per node), for
 // scripts whose keys live in different slots. Like Script.Run, it sends
@@ -507,12 +514,21 @@ func (s *Store) runPipelined(ctx context.Context, calls []scriptCall) ([]redis.C
 	return out, nil
 }
 
-// do runs one plain command through the batcher, sharing a pipeline with
-// other requests' calls, and returns it with its own type: the drop-in for
-// s.rdb.HGet(ctx, ...) and the like. The error is the command's, or why it
-// got no answer (then the command is the zero C).
+// do runs one plain read-only command through the batcher, sharing a
+// pipeline with other requests' calls, and returns it with its own type:
+// the drop-in for s.rdb.HGet(ctx, ...) and the like. The error is the
+// command's, or why it got no answer (then the command is the zero C).
 func do[C redis.Cmder](ctx context.Context, s *Store, queue func(p redis.Pipeliner) C) (C, error) {
-	out, err := s.batch.run(ctx, command(func(p redis.Pipeliner) redis.Cmder { return queue(p) }))
+	return one[C](ctx, s, command(func(p redis.Pipeliner) redis.Cmder { return queue(p) }))
+}
+
+// doWrite is do for one plain command that writes (SET NX, ZREM...).
+func doWrite[C redis.Cmder](ctx context.Context, s *Store, queue func(p redis.Pipeliner) C) (C, error) {
+	return one[C](ctx, s, writeCommand(func(p redis.Pipeliner) redis.Cmder { return queue(p) }))
+}
+
+func one[C redis.Cmder](ctx context.Context, s *Store, call scriptCall) (C, error) {
+	out, err := s.batch.run(ctx, call)
 	if len(out) != 1 {
 		var none C
 		return none, err
