@@ -40,7 +40,6 @@ var (
 	m2mDeleteSrc    string
 	m2mDeleteScript = redis.NewScript(m2mDeleteSrc)
 
-
 	//go:embed m2m_sweep.lua
 	m2mSweepSrc    string
 	m2mSweepScript = redis.NewScript(m2mSweepSrc)
