@@ -291,22 +291,13 @@ func parseClusterURL(scheme, rest string) (*redis.ClusterOptions, error) {
 	if path != "" {
 		return nil, errors.New("invalid cluster URL: Redis Cluster has no databases; drop the /path")
 	}
-	userinfo, hosts, hasUser := strings.Cut(authority, "@")
-	if !hasUser {
-		userinfo, hosts = "", authority
+	userinfo, addrs, hasUser, err := splitHosts("cluster", authority)
+	if err != nil {
+		return nil, err
 	}
-	if hosts == "" {
-		return nil, errors.New("invalid cluster URL: no hosts")
-	}
-	addrs := strings.Split(hosts, ",")
 	q, err := url.ParseQuery(query)
 	if err != nil {
 		return nil, fmt.Errorf("invalid cluster URL query: %w", err)
-	}
-	for _, a := range addrs {
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			return nil, fmt.Errorf("invalid cluster URL: host %q: want host:port", a)
-		}
 	}
 	for _, a := range addrs[1:] {
 		q.Add("addr", a)
@@ -340,18 +331,9 @@ func parseSentinelURL(scheme, rest string) (*redis.FailoverOptions, error) {
 	if strings.Contains(db, "/") {
 		return nil, errors.New("invalid sentinel URL: want /master-name[/db]")
 	}
-	userinfo, hosts, hasUser := strings.Cut(authority, "@")
-	if !hasUser {
-		userinfo, hosts = "", authority
-	}
-	if hosts == "" {
-		return nil, errors.New("invalid sentinel URL: no hosts")
-	}
-	addrs := strings.Split(hosts, ",")
-	for _, a := range addrs {
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			return nil, fmt.Errorf("invalid sentinel URL: host %q: want host:port", a)
-		}
+	userinfo, addrs, hasUser, err := splitHosts("sentinel", authority)
+	if err != nil {
+		return nil, err
 	}
 	q, err := url.ParseQuery(query)
 	if err != nil {
@@ -389,6 +371,25 @@ func parseSentinelURL(scheme, rest string) (*redis.FailoverOptions, error) {
 	}
 	o.SentinelUsername, o.SentinelPassword = sentinelUser, sentinelPass
 	return o, nil
+}
+
+// splitHosts splits the authority of a kind ("cluster", "sentinel") of URL
+// with several hosts, "[userinfo@]h1:p1,h2:p2", checking each host:port.
+func splitHosts(kind, authority string) (userinfo string, addrs []string, hasUser bool, err error) {
+	userinfo, hosts, hasUser := strings.Cut(authority, "@")
+	if !hasUser {
+		userinfo, hosts = "", authority
+	}
+	if hosts == "" {
+		return "", nil, false, fmt.Errorf("invalid %s URL: no hosts", kind)
+	}
+	addrs = strings.Split(hosts, ",")
+	for _, a := range addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return "", nil, false, fmt.Errorf("invalid %s URL: host %q: want host:port", kind, a)
+		}
+	}
+	return userinfo, addrs, hasUser, nil
 }
 
 // redactURLError drops the URL (which may hold a password) from url errors.
