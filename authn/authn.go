@@ -57,6 +57,16 @@ func ErrUnauthenticated() *connect.Error {
 	return connect.NewError(connect.CodeUnauthenticated, errUnauthenticated)
 }
 
+// errUnavailable is the one message of a check that could not reach the
+// token store: the caller may retry.
+var errUnavailable = errors.New("token store unavailable; try again")
+
+// ErrUnavailable is the answer when the token store cannot be reached
+// (here and in the handlers).
+func ErrUnavailable() *connect.Error {
+	return connect.NewError(connect.CodeUnavailable, errUnavailable)
+}
+
 // Middleware guards the procedures of authz.Table: it verifies the bearer token, applies the table
 // (permission_denied), and runs the token's revocation checks (unauthenticated when one refuses). Other
 // paths pass through untouched.
@@ -135,7 +145,7 @@ func (m *Middleware) authorize(ctx context.Context, procedure, header string) (*
 	checks, refused, err := m.revocation(claims)
 	if err != nil {
 		m.log.WarnContext(ctx, "revocation check failed", "err", err)
-		return nil, connect.NewError(connect.CodeUnavailable, errors.New("token store unavailable"))
+		return nil, ErrUnavailable()
 	}
 	if refused {
 		m.log.DebugContext(ctx, "bearer token refused", "reason", "source gone", "jti", claims.ID)
@@ -154,7 +164,7 @@ func (m *Middleware) settle(ctx context.Context, c *Caller) error {
 	revoked, err := redisstore.Settle(ctx, c.Pending...)
 	if err != nil {
 		m.log.WarnContext(ctx, "revocation check failed", "err", err)
-		return connect.NewError(connect.CodeUnavailable, errors.New("token store unavailable"))
+		return ErrUnavailable()
 	}
 	if revoked {
 		m.log.DebugContext(ctx, "bearer token refused", "reason", "revoked", "jti", c.Claims.ID)

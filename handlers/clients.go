@@ -3,20 +3,16 @@ package handlers
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
-	"connectrpc.com/connect"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/passhash"
 	"github.com/tokend/tokend/redisstore"
 )
-
-// errBadClient is the one answer to every failed client authentication.
-var errBadClient = errors.New("invalid client credentials")
 
 // Clients is the directory of configured OAuth clients, with their secrets
 // checked through a cache of recent successful verifications so that only
@@ -136,17 +132,9 @@ func (c *Clients) Check(ctx context.Context, id, secret, addr string) (*config.C
 		return cl, nil
 	}
 	sum := sha256.Sum256([]byte(id + "\x00" + secret))
-	v, err, shared := c.checks.Do(string(sum[:]), func() (any, error) { return c.check(ctx, id, secret, addr) })
+	v, err, _ := c.checks.Do(string(sum[:]), func() (any, error) { return c.check(ctx, id, secret, addr) })
 	if err != nil {
-		var ce *connect.Error
-		if shared && errors.As(err, &ce) { // each caller gets an error of its own to return
-			own := connect.NewError(ce.Code(), ce.Unwrap()) // the same sentinel (errBadClient…), for errors.Is
-			for _, d := range ce.Details() {
-				own.AddDetail(d)
-			}
-			return nil, own
-		}
-		return nil, err
+		return nil, err // a value every joined caller may return: a sentinel, a throttledError, a wrapped store error
 	}
 	return v.(*config.Client), nil
 }
@@ -158,7 +146,7 @@ func (c *Clients) check(ctx context.Context, id, secret, addr string) (*config.C
 			return cl, nil
 		}
 		c.refused(ctx, id, addr, "credentials")
-		return nil, connect.NewError(connect.CodeUnauthenticated, errBadClient)
+		return nil, errBadClient
 	}
 	g := redisstore.LimitGroup{Tag: addrTag(addr), Limits: []redisstore.Limit{
 		{Name: "client:" + id, Max: c.limit.MaxFailures},
@@ -166,19 +154,19 @@ func (c *Clients) check(ctx context.Context, id, secret, addr string) (*config.C
 	}}
 	wait, err := takeLimits(ctx, c.limit.Limiter, c.limit.Window, g)
 	if err != nil {
-		return nil, storeError(ctx, c.limit.Log, "client authentication limit", err)
+		return nil, fmt.Errorf("client authentication limit: %w", err)
 	}
 	if wait > 0 {
 		c.refused(ctx, id, addr, "throttled")
-		return nil, throttled(wait)
+		return nil, throttledError{wait}
 	}
 	cl, ok := c.Authenticate(id, secret)
 	if !ok {
 		c.refused(ctx, id, addr, "credentials")
-		return nil, connect.NewError(connect.CodeUnauthenticated, errBadClient)
+		return nil, errBadClient
 	}
 	if err := c.limit.Limiter.LimitForgive(ctx, g); err != nil {
-		return nil, storeError(ctx, c.limit.Log, "client authentication limit", err)
+		return nil, fmt.Errorf("client authentication limit: %w", err)
 	}
 	return cl, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -38,7 +39,7 @@ type M2M struct {
 	store      M2MStore
 	clients    *Clients
 	assertions *Assertions
-	minter     *Minter
+	minter     *tokens.Minter
 	log        *slog.Logger
 	now        func() time.Time
 }
@@ -46,7 +47,7 @@ type M2M struct {
 var _ m2mpbconnect.M2MOAuthServiceHandler = (*M2M)(nil)
 
 // NewM2M returns the M2M service handler.
-func NewM2M(store M2MStore, clients *Clients, assertions *Assertions, minter *Minter, log *slog.Logger) *M2M {
+func NewM2M(store M2MStore, clients *Clients, assertions *Assertions, minter *tokens.Minter, log *slog.Logger) *M2M {
 	return &M2M{store: store, clients: clients, assertions: assertions, minter: minter, log: log, now: time.Now}
 }
 
@@ -70,7 +71,7 @@ func (h *M2M) create(ctx context.Context, m *m2mpb.CreateTokenRequest) (*m2mpb.C
 		return nil, invalidArgument("grant_type must be client_credentials")
 	}
 	if !cl.AllowsGrant(config.GrantClientCredentials) {
-		return nil, connect.NewError(connect.CodePermissionDenied, errors.New("this client may not use the client_credentials grant"))
+		return nil, errNoClientCredentials
 	}
 	aud := m.Audience
 	for _, a := range aud {
@@ -121,7 +122,7 @@ func (h *M2M) create(ctx context.Context, m *m2mpb.CreateTokenRequest) (*m2mpb.C
 		rawClaims, _ = json.Marshal(asserted.Claims)
 	}
 	if owner == "" {
-		return nil, connect.NewError(connect.CodePermissionDenied, errors.New("no owner: the client has none configured"))
+		return nil, errNoOwner
 	}
 
 	claims := &tokens.Claims{ClientID: cl.ID, Scope: strings.Join(scopes, " "), Kind: tokens.KindClient,
@@ -134,13 +135,12 @@ func (h *M2M) create(ctx context.Context, m *m2mpb.CreateTokenRequest) (*m2mpb.C
 	claims.Audience = aud
 	tok, exp, err := h.minter.Mint(claims, ttl)
 	if err != nil {
-		h.log.ErrorContext(ctx, "sign M2M token", "err", err)
-		return nil, connect.NewError(connect.CodeInternal, errors.New("internal error"))
+		return nil, fmt.Errorf("sign M2M token: %w", err)
 	}
 	rec := redisstore.M2MToken{ID: claims.ID, Name: m.TokenName, Owner: owner, ClientID: cl.ID, Subject: cl.ID,
 		Audience: aud, Scope: scopes, IssuedAt: claims.IssuedAt.Time, ExpiresAt: exp, Claims: rawClaims}
 	if err := h.store.CreateM2MToken(ctx, rec); err != nil {
-		return nil, storeError(ctx, h.log, "store M2M token", err)
+		return nil, fmt.Errorf("store M2M token: %w", err)
 	}
 	var expiresIn int64
 	if !exp.IsZero() {
@@ -154,7 +154,7 @@ func (h *M2M) create(ctx context.Context, m *m2mpb.CreateTokenRequest) (*m2mpb.C
 // including no credential at all, is the same unauthenticated error; a store
 // failure while checking an assertion is unavailable.
 func (h *M2M) authenticate(ctx context.Context, m *m2mpb.CreateTokenRequest) (*config.Client, *Asserted, error) {
-	fail := connect.NewError(connect.CodeUnauthenticated, errBadClient)
+	fail := errBadClient
 	switch {
 	case m.ClientAssertion != "" || m.ClientAssertionType != "":
 		cl, ok := h.clients.Get(m.ClientId)
@@ -167,7 +167,7 @@ func (h *M2M) authenticate(ctx context.Context, m *m2mpb.CreateTokenRequest) (*c
 				h.log.DebugContext(ctx, "client assertion refused", "client_id", cl.ID, "reason", err.Error())
 				return nil, nil, fail
 			}
-			return nil, nil, storeError(ctx, h.log, "check client assertion", err)
+			return nil, nil, fmt.Errorf("check client assertion: %w", err)
 		}
 		return cl, asserted, nil
 	case m.ClientSecret != "":
@@ -221,12 +221,12 @@ func (h *M2M) GetTokens(ctx context.Context, req *connect.Request[m2mpb.GetToken
 		}
 		batch, err := h.store.GetM2MTokens(ctx, who.Pending, who.Owner, ids)
 		if err != nil {
-			return storeError(ctx, h.log, "read M2M tokens", err)
+			return fmt.Errorf("read M2M tokens: %w", err)
 		}
 		return emit(batch) // the only batch: the end of the call flushes it
 	}
 	if err := h.store.ListM2MTokens(ctx, who.Pending, who.Owner, send); err != nil && sendErr == nil {
-		return storeError(ctx, h.log, "list M2M tokens", err)
+		return fmt.Errorf("list M2M tokens: %w", err)
 	}
 	return sendErr
 }
@@ -243,7 +243,7 @@ func (h *M2M) DeleteTokens(ctx context.Context, req *connect.Request[m2mpb.Delet
 	}
 	bl, del, err := h.store.DeleteM2MTokens(ctx, who.Owner, req.Msg.IdFilter)
 	if err != nil {
-		return nil, storeError(ctx, h.log, "delete M2M tokens", err)
+		return nil, fmt.Errorf("delete M2M tokens: %w", err)
 	}
 	return connect.NewResponse(&m2mpb.DeleteTokensResponse{BlacklistedCount: bl, DeletedCount: del}), nil
 }
@@ -291,7 +291,7 @@ func (h *M2M) ClientCredentialsGrant() GrantFunc {
 		}
 		resp, err := h.create(ctx, m)
 		if err != nil {
-			if connect.CodeOf(err) == connect.CodeUnauthenticated {
+			if errors.Is(err, errBadClient) {
 				return nil, InvalidClient()
 			}
 			return nil, err

@@ -145,7 +145,7 @@ func refusal(refused bool, err error) error {
 // writes reports whether any of calls may write: every script is taken to.
 func writes(calls []scriptCall) bool {
 	for _, c := range calls {
-		if c.script != nil {
+		if c.script != nil || c.write {
 			return true
 		}
 	}

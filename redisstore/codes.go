@@ -18,7 +18,7 @@ var (
 
 	//go:embed exchange_code.lua
 	exchangeCodeSrc    string
-	exchangeCodeScript = redis.NewScript(exchangeCodeSrc)
+	exchangeCodeScript = familyScript(exchangeCodeSrc)
 )
 
 // Errors of ExchangeCode besides ErrNotFound. None burns the code.

@@ -11,10 +11,5 @@
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
-local now = redis.call('TIME')
-redis.call('HSET', KEYS[1], 'user', ARGV[1], 'client', ARGV[2], 'scope', ARGV[3],
-  'auth_time', ARGV[4], 'created', now[1], 'revoked', '0')
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-redis.call('HSET', KEYS[2], 'state', 'active')
-redis.call('PEXPIRE', KEYS[2], ARGV[5])
+start_family(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]) -- family.lua
 return 1

@@ -50,10 +50,5 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
   return {-5}
 end
 redis.call('HSET', KEYS[1], 'used', '1')
-local now = redis.call('TIME')
-redis.call('HSET', KEYS[2], 'user', c[1], 'client', c[2], 'scope', c[4],
-  'auth_time', c[6], 'created', now[1], 'revoked', '0')
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
-redis.call('HSET', KEYS[3], 'state', 'active')
-redis.call('PEXPIRE', KEYS[3], ARGV[4])
+start_family(KEYS[2], KEYS[3], c[1], c[2], c[4], c[6], ARGV[4]) -- family.lua
 return {1, c[1], c[4], c[6], c[8]}

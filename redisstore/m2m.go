@@ -40,10 +40,6 @@ var (
 	m2mDeleteSrc    string
 	m2mDeleteScript = redis.NewScript(m2mDeleteSrc)
 
-	//go:embed m2m_owner.lua
-	m2mOwnerSrc    string
-	m2mOwnerScript = redis.NewScript(m2mOwnerSrc)
-
 	//go:embed m2m_sweep.lua
 	m2mSweepSrc    string
 	m2mSweepScript = redis.NewScript(m2mSweepSrc)
@@ -77,7 +73,7 @@ func (s *Store) CreateM2MToken(ctx context.Context, rec M2MToken) error {
 	d := digest(rec.Owner)
 	cmds, err := s.batch.run(ctx,
 		scriptCall{script: m2mCreateScript, keys: []string{s.keys.m2mTokenOf(d, rec.ID), s.keys.m2mIndexOf(d)}, args: args},
-		scriptCall{script: m2mOwnerScript, keys: []string{s.keys.m2mOwners()}, args: []any{d}})
+		writeCommand(func(p redis.Pipeliner) redis.Cmder { return p.SAdd(ctx, s.keys.m2mOwners(), d) })) // the sweep's list of owners
 	if err != nil {
 		return wrap("create M2M token", err)
 	}
@@ -119,17 +115,7 @@ func (s *Store) GetM2MTokens(ctx context.Context, gate Gate, owner string, ids [
 // appears once or, rarely, twice. The reads go behind gate (see
 // GetM2MTokens).
 func (s *Store) ListM2MTokens(ctx context.Context, gate Gate, owner string, f func([]M2MToken) error) error {
-	idx := s.keys.m2mIndex(owner)
-	var cursor uint64
-	for {
-		pairs, next, err := s.rdb.ZScan(ctx, idx, cursor, "", m2mBatch).Result()
-		if err != nil {
-			return wrap("list M2M tokens", err)
-		}
-		ids := make([]string, 0, len(pairs)/2)
-		for i := 0; i < len(pairs); i += 2 {
-			ids = append(ids, pairs[i])
-		}
+	return s.walkSortedSet(ctx, "list M2M tokens", s.keys.m2mIndex(owner), m2mBatch, func(ids []string) error {
 		for len(ids) > 0 { // COUNT is a hint: a step may return a few more
 			n := min(len(ids), m2mBatch)
 			batch, err := s.m2mRecords(ctx, gate, owner, ids[:n])
@@ -143,11 +129,8 @@ func (s *Store) ListM2MTokens(ctx context.Context, gate Gate, owner string, f fu
 			}
 			ids = ids[n:]
 		}
-		if next == 0 {
-			return nil
-		}
-		cursor = next
-	}
+		return nil
+	})
 }
 
 // m2mRecords reads the records of ids in one pipeline behind gate, leaving
@@ -241,24 +224,8 @@ func (s *Store) DeleteM2MTokens(ctx context.Context, owner string, ids []string)
 		}
 		return blacklisted, deleted, nil
 	}
-	var cursor uint64
-	for {
-		pairs, next, err := s.rdb.ZScan(ctx, s.keys.m2mIndexOf(d), cursor, "", m2mBatch).Result()
-		if err != nil {
-			return blacklisted, deleted, wrap("delete M2M tokens", err)
-		}
-		batch := make([]string, 0, len(pairs)/2)
-		for i := 0; i < len(pairs); i += 2 {
-			batch = append(batch, pairs[i])
-		}
-		if err := run(batch); err != nil {
-			return blacklisted, deleted, err
-		}
-		if next == 0 {
-			return blacklisted, deleted, nil
-		}
-		cursor = next
-	}
+	err = s.walkSortedSet(ctx, "delete M2M tokens", s.keys.m2mIndexOf(d), m2mBatch, run)
+	return blacklisted, deleted, err
 }
 
 // SweepM2M removes the index and blacklist entries of expired M2M tokens,
@@ -268,28 +235,23 @@ func (s *Store) DeleteM2MTokens(ctx context.Context, owner string, ids []string)
 func (s *Store) SweepM2M(ctx context.Context) (int64, error) {
 	owners := s.keys.m2mOwners()
 	var removed int64
-	var cursor uint64
-	for {
-		digests, next, err := s.rdb.SScan(ctx, owners, cursor, "", m2mBatch).Result()
-		if err != nil {
-			return removed, wrap("sweep M2M tokens", err)
-		}
+	err := s.walkSet(ctx, "sweep M2M tokens", owners, m2mBatch, func(digests []string) error {
 		for _, d := range digests {
 			idx, bl := s.keys.m2mIndexOf(d), s.keys.m2mBlacklistOf(d)
 			for {
-				res, err := m2mSweepScript.Run(ctx, s.rdb, []string{idx, bl}, m2mBatch).Int64Slice()
+				res, err := s.run(ctx, m2mSweepScript, []string{idx, bl}, m2mBatch).Int64Slice()
 				if err != nil {
-					return removed, wrap("sweep M2M tokens", err)
+					return wrap("sweep M2M tokens", err)
 				}
 				removed += res[0]
 				if res[1] == 0 {
 					// Forget the owner; a token created meanwhile (ZADD
 					// before its SADD) puts it back, or is seen here.
-					if err := s.rdb.SRem(ctx, owners, d).Err(); err != nil {
-						return removed, wrap("sweep M2M tokens", err)
+					if _, err := do(ctx, s, func(p redis.Pipeliner) *redis.IntCmd { return p.SRem(ctx, owners, d) }); err != nil {
+						return wrap("sweep M2M tokens", err)
 					}
-					if n, err := s.rdb.ZCard(ctx, idx).Result(); err == nil && n > 0 {
-						s.rdb.SAdd(ctx, owners, d)
+					if n, err := do(ctx, s, func(p redis.Pipeliner) *redis.IntCmd { return p.ZCard(ctx, idx) }); err == nil && n.Val() > 0 {
+						_, _ = do(ctx, s, func(p redis.Pipeliner) *redis.IntCmd { return p.SAdd(ctx, owners, d) })
 					}
 					break
 				}
@@ -298,11 +260,9 @@ func (s *Store) SweepM2M(ctx context.Context) (int64, error) {
 				}
 			}
 		}
-		if next == 0 {
-			return removed, nil
-		}
-		cursor = next
-	}
+		return nil
+	})
+	return removed, err
 }
 
 // stringList reads a JSON array of strings as CreateM2MToken stores it

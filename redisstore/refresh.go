@@ -44,10 +44,20 @@ type IssuedRefresh struct {
 	ExpiresAt time.Time
 }
 
+// familyLua is the fragment that writes a new refresh-token family
+// (family.lua): the one place its layout is written.
+//
+//go:embed family.lua
+var familyLua string
+
+// familyScript is a script that starts families: src with family.lua's
+// start_family defined before it.
+func familyScript(src string) *redis.Script { return redis.NewScript(familyLua + src) }
+
 var (
 	//go:embed create_refresh.lua
 	createRefreshSrc    string
-	createRefreshScript = redis.NewScript(createRefreshSrc)
+	createRefreshScript = familyScript(createRefreshSrc)
 
 	//go:embed rotate_refresh.lua
 	rotateRefreshSrc    string
@@ -233,6 +243,9 @@ func (s *Store) RefreshClient(ctx context.Context, token string) (string, error)
 	if !ok {
 		return "", ErrNotFound
 	}
-	client, err := s.rdb.HGet(ctx, s.keys.family(fam), "client").Result()
-	return client, wrap("read refresh family", err)
+	client, err := do(ctx, s, func(p redis.Pipeliner) *redis.StringCmd { return p.HGet(ctx, s.keys.family(fam), "client") })
+	if err != nil {
+		return "", wrap("read refresh family", err)
+	}
+	return client.Val(), nil
 }

@@ -202,28 +202,28 @@ func loadKeys(cfg *config.Config, log *slog.Logger) (*tokens.KeySet, error) {
 // request size limit.
 func (s *Server) routes() http.Handler {
 	cfg := s.cfg
-	minter := handlers.NewMinter(s.keys, cfg.Issuer)
+	minter := tokens.NewMinter(s.keys, cfg.Issuer)
 	users := handlers.NewUsers(cfg.Users)
 	// One verified-secret cache for every client authentication: only the
 	// first call with a secret pays the slow hash.
 	clients := handlers.NewClients(cfg.Clients, passhash.NewSecretCache(10000, 10*time.Minute))
 	clients.Limit(s.clientLimit())
 	s.users, s.clients = users, clients
-	policy := handlers.SessionPolicy{
+	sessions := handlers.NewSessions(s.store, minter, handlers.SessionPolicy{
 		AccessTTL:   cfg.Tokens.AccessTTL.D(),
 		RefreshTTL:  cfg.Tokens.RefreshTTL.D(),
 		ReuseGrace:  cfg.Tokens.RefreshReuseGrace.D(),
 		MaxLifetime: cfg.Tokens.SessionMaxLifetime.D(),
-		MaxFailures: cfg.LoginThrottle.MaxFailures,
-		Window:      cfg.LoginThrottle.Window.D(),
-		// a line of its own: the limits' one edit in this literal
+	})
+	authV1 := handlers.NewAuthV1(sessions, s.store, handlers.LoginPolicy{
+		MaxFailures:        cfg.LoginThrottle.MaxFailures,
 		MaxFailuresPerUser: cfg.LoginThrottle.MaxFailuresPerUser,
-	}
-	authV1 := handlers.NewAuthV1(s.store, s.store, users, clients, minter, policy, s.log)
+		Window:             cfg.LoginThrottle.Window.D(),
+	}, users, clients, s.log)
 	oauth := handlers.NewOAuth(cfg.Limits.MaxRequestBytes, s.log)
 	oauth.Handle("password", authV1.PasswordGrant(clients))
 	oauth.Handle("refresh_token", authV1.RefreshGrant())
-	codes := handlers.NewAuth(s.store, authV1, clients, users, cfg.Tokens.CodeTTL.D(), s.log)
+	codes := handlers.NewAuth(s.store, sessions, clients, users, cfg.Tokens.CodeTTL.D(), s.log)
 	oauth.Handle("authorization_code", codes.AuthorizationCodeGrant())
 	apiTokens := handlers.NewTokenService(s.store, users, minter, handlers.APITokenPolicy{
 		AccessTTL:   cfg.Tokens.AccessTTL.D(),
@@ -238,7 +238,9 @@ func (s *Server) routes() http.Handler {
 	endpoints := handlers.NewTokenEndpoints(clients, verifier, s.revoked, s.store, cfg.Limits.MaxRequestBytes, s.log)
 
 	opts := []connect.HandlerOption{
-		connect.WithInterceptors(s.metrics.interceptor()),
+		// Metrics see the code the caller gets; the handlers' errors become
+		// that code in handlers.ErrorInterceptor, panics included.
+		connect.WithInterceptors(s.metrics.interceptor(), handlers.ErrorInterceptor(s.log)),
 		connect.WithRecover(s.recoverPanic),
 		// Compress only what gzip pays for: a token response is a few hundred
 		// bytes of base64 that gzip barely shrinks, and compressing every
@@ -392,9 +394,10 @@ func signingAlgs(ks *tokens.KeySet) []string {
 	return algs
 }
 
-func (s *Server) recoverPanic(ctx context.Context, spec connect.Spec, _ http.Header, p any) error {
-	s.log.ErrorContext(ctx, "panic in handler", "procedure", spec.Procedure, "panic", fmt.Sprint(p))
-	return connect.NewError(connect.CodeInternal, errors.New("internal error"))
+// recoverPanic turns a handler's panic into an error, which
+// handlers.ErrorInterceptor logs and answers as internal.
+func (s *Server) recoverPanic(_ context.Context, _ connect.Spec, _ http.Header, p any) error {
+	return fmt.Errorf("panic in handler: %v", p)
 }
 
 // cors allows the configured browser origins to call every RPC, exposing the

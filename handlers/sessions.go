@@ -1,0 +1,136 @@
+package handlers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/tokend/tokend/authz"
+	authv1 "github.com/tokend/tokend/gen/auth/v1"
+	"github.com/tokend/tokend/redisstore"
+	"github.com/tokend/tokend/tokens"
+)
+
+// SessionStore keeps refresh-token families.
+type SessionStore interface {
+	// CreateRefresh starts a family and issues its first refresh token.
+	CreateRefresh(ctx context.Context, sess redisstore.Session, ttl time.Duration) (redisstore.IssuedRefresh, error)
+	// RotateRefresh atomically consumes token and issues its successor.
+	RotateRefresh(ctx context.Context, token string, r redisstore.Rotation) (redisstore.IssuedRefresh, redisstore.Session, error)
+	// RevokeFamily revokes a refresh-token family; idempotent.
+	RevokeFamily(ctx context.Context, familyID string) error
+	// RevokeRefresh revokes token's family; idempotent.
+	RevokeRefresh(ctx context.Context, token string) error
+}
+
+// SessionPolicy holds the lifetimes of user sessions.
+type SessionPolicy struct {
+	AccessTTL   time.Duration
+	RefreshTTL  time.Duration
+	ReuseGrace  time.Duration // a consumed refresh token may be presented again this long
+	MaxLifetime time.Duration // no session lives longer than this from its sign-in
+}
+
+// Sessions starts, rotates and ends user sessions (refresh-token families)
+// and signs their access tokens. The login service (AuthV1) and the code
+// service (Auth) share one: a session started by either rotates with
+// auth.v1 RefreshToken.
+type Sessions struct {
+	store  SessionStore
+	minter *tokens.Minter
+	policy SessionPolicy
+}
+
+// NewSessions returns the session helper over store, signing with minter.
+func NewSessions(store SessionStore, minter *tokens.Minter, policy SessionPolicy) *Sessions {
+	return &Sessions{store: store, minter: minter, policy: policy}
+}
+
+// maxGraceReplays is how often one consumed refresh token may be presented
+// again inside the grace window: enough for a few parallel tabs or retries,
+// too few to farm successors.
+const maxGraceReplays = 3
+
+// refreshTTL is the lifetime of a session's first refresh token.
+func (p SessionPolicy) refreshTTL() time.Duration {
+	if p.MaxLifetime > 0 && p.MaxLifetime < p.RefreshTTL {
+		return p.MaxLifetime
+	}
+	return p.RefreshTTL
+}
+
+// Start creates a refresh-token family for sess and returns the first
+// token pair.
+func (h *Sessions) Start(ctx context.Context, sess redisstore.Session) (*authv1.TokenResponse, error) {
+	issued, err := h.store.CreateRefresh(ctx, sess, h.policy.refreshTTL())
+	if err != nil {
+		return nil, fmt.Errorf("create refresh token: %w", err)
+	}
+	return h.tokenResponse(sess, issued)
+}
+
+// rotate consumes refresh token and issues its successor, within the
+// policy's reuse grace and maximum lifetime.
+func (h *Sessions) rotate(ctx context.Context, token string) (redisstore.IssuedRefresh, redisstore.Session, error) {
+	return h.store.RotateRefresh(ctx, token, redisstore.Rotation{TTL: h.policy.RefreshTTL,
+		Grace: h.policy.ReuseGrace, MaxReplays: maxGraceReplays, MaxLifetime: h.policy.MaxLifetime})
+}
+
+// sessionTokens is a session's token pair with absolute expiry times.
+type sessionTokens struct {
+	Access, Refresh       string
+	AccessExp, RefreshExp time.Time
+}
+
+// mintPair signs the access token that goes with refresh token rt. It
+// expires with the session at the latest.
+func (h *Sessions) mintPair(sess redisstore.Session, rt redisstore.IssuedRefresh) (sessionTokens, error) {
+	ttl := h.policy.AccessTTL
+	if end := sess.End(h.policy.MaxLifetime); !end.IsZero() {
+		ttl = min(ttl, max(time.Until(end), time.Second))
+	}
+	access, exp, err := h.minter.Mint(SessionClaims(h.minter.Issuer(), sess, rt.FamilyID), ttl)
+	if err != nil {
+		return sessionTokens{}, fmt.Errorf("sign access token: %w", err)
+	}
+	return sessionTokens{Access: access, AccessExp: exp, Refresh: rt.Token, RefreshExp: rt.ExpiresAt}, nil
+}
+
+func (h *Sessions) tokenResponse(sess redisstore.Session, rt redisstore.IssuedRefresh) (*authv1.TokenResponse, error) {
+	p, err := h.mintPair(sess, rt)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	return &authv1.TokenResponse{
+		AccessToken:      p.Access,
+		RefreshToken:     p.Refresh,
+		ExpiresIn:        secondsUntil(p.AccessExp, now),
+		TokenType:        "Bearer",
+		RefreshExpiresIn: secondsUntil(p.RefreshExp, now),
+	}, nil
+}
+
+func secondsUntil(t, now time.Time) int64 { return int64(t.Sub(now).Round(time.Second) / time.Second) }
+
+// SessionClaims are the claims of a user's access token within session
+// family: the user is the subject; tokend (and the client, if any) the
+// audience; client_id is the client, or authz.FirstPartyClientID for a
+// first-party sign-in.
+func SessionClaims(issuer string, sess redisstore.Session, family string) *tokens.Claims {
+	c := &tokens.Claims{
+		Kind:      tokens.KindUser,
+		SessionID: family,
+		ClientID:  sess.ClientID,
+		Scope:     sess.Scope,
+	}
+	if c.ClientID == "" {
+		c.ClientID = authz.FirstPartyClientID
+	}
+	c.Subject = sess.UserID
+	c.Audience = []string{issuer}
+	if sess.ClientID != "" {
+		c.Audience = append(c.Audience, sess.ClientID)
+	}
+	return c
+}
