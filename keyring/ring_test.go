@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -157,9 +158,12 @@ func TestRingScheduledRotationOnce(t *testing.T) {
 	st := realStore(t)
 	c := newClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	kek := testKEK(t, 0)
+	var logs syncBuffer
 	var rings []*Ring
 	for range 8 {
-		r, err := Open(ctx, st, opts(kek, c))
+		o := opts(kek, c)
+		o.Log = slog.New(slog.NewJSONHandler(&logs, nil))
+		r, err := Open(ctx, st, o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -178,6 +182,9 @@ func TestRingScheduledRotationOnce(t *testing.T) {
 	ring := mustRing(t, st)
 	if n := strings.Count(string(ring.Doc), `"kid"`); n != 2 {
 		t.Fatalf("after one due rotation by 8 replicas: %d keys in Redis, want 2", n)
+	}
+	if n := strings.Count(logs.String(), `"event":"key.rotated"`); n != 2 { // the first key, and this one
+		t.Fatalf("8 replicas due at once rotated %d times, want once (after the first key)", n-1)
 	}
 	c.add(lead)
 	for _, r := range rings {
@@ -215,6 +222,23 @@ func TestParseKEK(t *testing.T) {
 			t.Errorf("ParseKEK(%q): want an error", bad)
 		}
 	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func mustRing(t *testing.T, st *redisstore.Store) redisstore.SigningRing {
