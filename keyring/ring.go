@@ -406,3 +406,18 @@ func (r *Ring) swap(ctx context.Context, version int64, d doc) (int64, error) {
 	}
 	return r.store.SwapSigningRing(ctx, version, b)
 }
+
+// Read returns the keys of the ring in Redis, oldest first, without
+// unsealing them (no key-encryption key needed), and the id of the KEK
+// that sealed them.
+func Read(ctx context.Context, store Store) ([]Entry, string, error) {
+	ring, err := store.SigningRing(ctx)
+	if err != nil || ring.Version == 0 {
+		return nil, "", err
+	}
+	var d doc
+	if err := json.Unmarshal(ring.Doc, &d); err != nil {
+		return nil, "", fmt.Errorf("keyring: ring in Redis: %w", err)
+	}
+	return d.Keys, d.KEKID, nil
+}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -54,6 +55,9 @@ type Server struct {
 	users   *handlers.Users
 	clients *handlers.Clients
 	handler http.Handler
+	inner   http.Handler                    // the mux behind bearer checks, before CORS
+	corsed  atomic.Pointer[http.Handler]    // inner behind the current CORS origins (setCORS)
+	cert    atomic.Pointer[tls.Certificate] // the current TLS certificate (Reload)
 	// background tasks that run while the server serves
 	background []func(ctx context.Context)
 }
@@ -63,10 +67,6 @@ type Server struct {
 func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, error) {
 	for _, w := range cfg.Warnings() {
 		log.Warn("doubtful configuration: " + w)
-	}
-	keys, err := loadKeys(cfg, log)
-	if err != nil {
-		return nil, err
 	}
 	// go-redis reports dial failures on its own; route them into our log
 	// (at debug: every failing call already reports unavailable).
@@ -83,7 +83,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	if store.Embedded() {
 		log.Warn("no redis.url configured: using an embedded in-memory Redis; nothing is kept across restarts")
 	}
-	s := &Server{cfg: cfg, log: log, store: store, keys: keys, metrics: newMetrics()}
+	s := &Server{cfg: cfg, log: log, store: store, metrics: newMetrics()}
+	if err := s.openKeys(ctx); err != nil {
+		store.Close()
+		return nil, err
+	}
 	s.handler = noStore(clientaddr.New(cfg.TrustedPrefixes()).Wrap(
 		bounded(s.routes(), cfg.Limits.MaxRequestBytes, cfg.Limits.BodyTimeout.D())))
 	rctx, cancel := context.WithTimeout(ctx, openRecordWait)
@@ -282,7 +286,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("/oauth/revoke", s.countHTTP("/oauth/revoke", http.HandlerFunc(endpoints.Revoke)))
 
 	issuer := strings.TrimSuffix(cfg.Issuer, "/")
-	mux.Handle("/.well-known/jwks.json", staticJSON(s.keys.JWKS(), "300"))
+	mux.Handle("/.well-known/jwks.json", s.jwks())
 	doc := discoveryJSON(discovery{
 		Issuer:                            issuer,
 		JWKSURI:                           issuer + "/.well-known/jwks.json",
@@ -301,9 +305,9 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("/.well-known/openid-configuration", staticJSON(doc, "300"))
 	mux.Handle("/.well-known/oauth-authorization-server", staticJSON(doc, "300"))
 
-	var h http.Handler = bearer.Wrap(mux)
-	h = s.cors(h)
-	return h
+	s.inner = bearer.Wrap(mux)
+	s.setCORS(cfg.CORS.AllowedOrigins)
+	return http.HandlerFunc(s.serveCORS)
 }
 
 // revocation returns the revocation checks of c's token, one per source it
@@ -390,8 +394,7 @@ func (s *Server) recoverPanic(ctx context.Context, spec connect.Spec, _ http.Hea
 
 // cors allows the configured browser origins to call every RPC, exposing the
 // headers Connect, gRPC and gRPC-Web responses carry.
-func (s *Server) cors(h http.Handler) http.Handler {
-	origins := s.cfg.CORS.AllowedOrigins
+func (s *Server) cors(h http.Handler, origins []string) http.Handler {
 	if len(origins) == 0 {
 		return h
 	}
@@ -477,7 +480,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		if err != nil {
 			return fmt.Errorf("tls: %w", err)
 		}
-		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		s.cert.Store(&cert)
+		// each handshake takes the certificate of the moment: Reload replaces it
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12,
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.cert.Load(), nil }}
 		srv.Protocols.SetHTTP2(true)
 	} else {
 		srv.Protocols.SetUnencryptedHTTP2(true)
