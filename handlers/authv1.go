@@ -17,6 +17,7 @@ import (
 	"github.com/tokend/tokend/gen/auth/v1/authv1connect"
 	"github.com/tokend/tokend/redisstore"
 	"github.com/tokend/tokend/tokens"
+	"github.com/tokend/tokend/tracing"
 )
 
 // SessionStore keeps refresh-token families.
@@ -124,7 +125,9 @@ func (h *AuthV1) Login(ctx context.Context, username, password, peerAddr, client
 		return nil, throttled(wait)
 	}
 
+	_, end := tracing.Start(ctx, "passhash.verify")
 	userID, ok := h.users.Authenticate(username, password)
+	end()
 	if !ok {
 		h.log.InfoContext(ctx, "login failed", "peer", peerIP(peerAddr))
 		return nil, connect.NewError(connect.CodeUnauthenticated, errBadLogin)
@@ -239,7 +242,9 @@ func (h *AuthV1) refresh(ctx context.Context, token string, by presenter) (*auth
 			"presented_by", by.ClientID, "reason", refusal.Error())
 		return nil, sess, refusal
 	}
+	_, end := tracing.Start(ctx, "tokens.sign")
 	resp, err := h.tokenResponse(sess, next)
+	end()
 	return resp, sess, err
 }
 
@@ -291,6 +296,8 @@ func (h *AuthV1) StartSession(ctx context.Context, sess redisstore.Session) (*au
 	if err != nil {
 		return nil, storeError(ctx, h.log, "create refresh token", err)
 	}
+	_, end := tracing.Start(ctx, "tokens.sign")
+	defer end()
 	return h.tokenResponse(sess, issued)
 }
 

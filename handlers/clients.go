@@ -14,6 +14,7 @@ import (
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/passhash"
 	"github.com/tokend/tokend/redisstore"
+	"github.com/tokend/tokend/tracing"
 )
 
 // errBadClient is the one answer to every failed client authentication.
@@ -143,6 +144,13 @@ func (c *Clients) Authenticate(id, secret string) (*config.Client, bool) {
 	return nil, false
 }
 
+// authenticate is Authenticate in a span of its own (the slow hash).
+func (c *Clients) authenticate(ctx context.Context, id, secret string) (*config.Client, bool) {
+	_, end := tracing.Start(ctx, "passhash.verify")
+	defer end()
+	return c.Authenticate(id, secret)
+}
+
 // cached reports whether secret verified recently against one of cl's hashes.
 func (c *Clients) cached(cl *config.Client, secret string) bool {
 	for _, h := range cl.Hashes() {
@@ -184,7 +192,7 @@ func (c *Clients) Check(ctx context.Context, id, secret, addr string) (*config.C
 // check is Check without the joining of concurrent calls.
 func (c *Clients) check(ctx context.Context, id, secret, addr string) (*config.Client, error) {
 	if c.limit.Limiter == nil {
-		if cl, ok := c.Authenticate(id, secret); ok {
+		if cl, ok := c.authenticate(ctx, id, secret); ok {
 			return cl, nil
 		}
 		c.refused(ctx, id, addr, "credentials")
@@ -202,7 +210,7 @@ func (c *Clients) check(ctx context.Context, id, secret, addr string) (*config.C
 		c.refused(ctx, id, addr, "throttled")
 		return nil, throttled(wait)
 	}
-	cl, ok := c.Authenticate(id, secret)
+	cl, ok := c.authenticate(ctx, id, secret)
 	if !ok {
 		c.refused(ctx, id, addr, "credentials")
 		return nil, connect.NewError(connect.CodeUnauthenticated, errBadClient)

@@ -20,6 +20,7 @@ import (
 	"github.com/tokend/tokend/gen/m2moauthserver/pb/m2mpbconnect"
 	"github.com/tokend/tokend/redisstore"
 	"github.com/tokend/tokend/tokens"
+	"github.com/tokend/tokend/tracing"
 )
 
 // M2MStore keeps M2M token records, their owner index and blacklists.
@@ -132,7 +133,9 @@ func (h *M2M) create(ctx context.Context, m *m2mpb.CreateTokenRequest) (*m2mpb.C
 	}
 	claims.Subject = cl.ID
 	claims.Audience = aud
+	_, end := tracing.Start(ctx, "tokens.sign")
 	tok, exp, err := h.minter.Mint(claims, ttl)
+	end()
 	if err != nil {
 		h.log.ErrorContext(ctx, "sign M2M token", "err", err)
 		return nil, connect.NewError(connect.CodeInternal, errors.New("internal error"))

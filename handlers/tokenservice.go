@@ -19,6 +19,7 @@ import (
 	"github.com/tokend/tokend/gen/priv/tokenservice/v1alpha1/tokenservicev1alpha1connect"
 	"github.com/tokend/tokend/redisstore"
 	"github.com/tokend/tokend/tokens"
+	"github.com/tokend/tokend/tracing"
 )
 
 // APITokenStore keeps API token records.
@@ -161,7 +162,9 @@ func (h *TokenService) GetAccessToken(ctx context.Context, req *connect.Request[
 	c := &tokens.Claims{Kind: tokens.KindAPIToken, APITokenID: rec.ID, ClientID: authz.FirstPartyClientID}
 	c.Subject = rec.Owner
 	c.Audience = []string{h.minter.Issuer()}
+	_, end := tracing.Start(ctx, "tokens.sign")
 	access, exp, err := h.minter.Mint(c, ttl)
+	end()
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInternal, errInternal)
 	}

@@ -315,17 +315,25 @@ func (r *Ring) prune(ctx context.Context) {
 	r.mu.Lock()
 	now := r.opt.Now()
 	d := doc{KEKID: r.doc.KEKID}
+	var removed []string
 	for _, e := range r.doc.Keys {
 		if e.State(now) != StateRemoved {
 			d.Keys = append(d.Keys, e)
 		} else {
-			defer r.opt.Log.Info("signing key removed", "event", "key.removed", "kid", e.KID)
+			removed = append(removed, e.KID)
 		}
 	}
 	version := r.version
 	r.mu.Unlock()
-	if _, err := r.swap(ctx, version, d); err != nil && !errors.Is(err, redisstore.ErrConflict) {
+	_, err := r.swap(ctx, version, d)
+	switch {
+	case errors.Is(err, redisstore.ErrConflict): // another replica wrote first
+	case err != nil:
 		r.opt.Log.WarnContext(ctx, "signing keys: could not drop removed keys", "err", err)
+	default:
+		for _, kid := range removed {
+			r.opt.Log.Info("signing key removed", "event", "key.removed", "kid", kid)
+		}
 	}
 }
 

@@ -24,7 +24,12 @@ import (
 // SIGHUP (Reload). When cfg names a pid_file it writes its process id
 // there (for tokend reload) and removes it on the way out.
 func RunFile(ctx context.Context, path string, cfg *config.Config, log *slog.Logger) error {
-	s, err := New(ctx, cfg, log)
+	opts, shutdown, err := tracerFromEnv(ctx, os.Getenv)
+	if err != nil {
+		return err
+	}
+	defer shutdown()
+	s, err := New(ctx, cfg, log, opts...)
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/rs/cors"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tokend/tokend/authn"
 	"github.com/tokend/tokend/authz"
@@ -58,13 +59,14 @@ type Server struct {
 	inner   http.Handler                    // the mux behind bearer checks, before CORS
 	corsed  atomic.Pointer[http.Handler]    // inner behind the current CORS origins (setCORS)
 	cert    atomic.Pointer[tls.Certificate] // the current TLS certificate (Reload)
+	tracer  trace.TracerProvider            // nil: tracing off
 	// background tasks that run while the server serves
 	background []func(ctx context.Context)
 }
 
 // New opens the store and signing keys named by cfg and builds the handler.
 // Close releases the store.
-func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, error) {
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 	for _, w := range cfg.Warnings() {
 		log.Warn("doubtful configuration: " + w)
 	}
@@ -84,12 +86,19 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		log.Warn("no redis.url configured: using an embedded in-memory Redis; nothing is kept across restarts")
 	}
 	s := &Server{cfg: cfg, log: log, store: store, metrics: newMetrics()}
+	for _, o := range opts {
+		o(s)
+	}
+	if err := s.instrumentRedis(); err != nil {
+		store.Close()
+		return nil, err
+	}
 	if err := s.openKeys(ctx); err != nil {
 		store.Close()
 		return nil, err
 	}
-	s.handler = noStore(clientaddr.New(cfg.TrustedPrefixes()).Wrap(
-		bounded(s.routes(), cfg.Limits.MaxRequestBytes, cfg.Limits.BodyTimeout.D())))
+	s.handler = s.traced(noStore(clientaddr.New(cfg.TrustedPrefixes()).Wrap(
+		bounded(s.routes(), cfg.Limits.MaxRequestBytes, cfg.Limits.BodyTimeout.D()))))
 	rctx, cancel := context.WithTimeout(ctx, openRecordWait)
 	defer cancel()
 	if err := s.recordConfiguration(rctx); err != nil {
@@ -239,7 +248,7 @@ func (s *Server) routes() http.Handler {
 	endpoints := handlers.NewTokenEndpoints(clients, verifier, s.revoked, s.store, cfg.Limits.MaxRequestBytes, s.log)
 
 	opts := []connect.HandlerOption{
-		connect.WithInterceptors(s.metrics.interceptor()),
+		connect.WithInterceptors(s.interceptors()...),
 		connect.WithRecover(s.recoverPanic),
 		// Compress only what gzip pays for: a token response is a few hundred
 		// bytes of base64 that gzip barely shrinks, and compressing every
