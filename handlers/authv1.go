@@ -121,7 +121,7 @@ func (h *AuthV1) Login(ctx context.Context, username, password, peerAddr, client
 		return nil, storeError(ctx, h.log, "login limit", err)
 	}
 	if wait > 0 {
-		h.log.InfoContext(ctx, "login throttled", "peer", peerIP(peerAddr))
+		h.log.InfoContext(ctx, "login throttled", "event", "login.throttled", "peer", peerIP(peerAddr))
 		return nil, throttled(wait)
 	}
 
@@ -129,7 +129,7 @@ func (h *AuthV1) Login(ctx context.Context, username, password, peerAddr, client
 	userID, ok := h.users.Authenticate(username, password)
 	end()
 	if !ok {
-		h.log.InfoContext(ctx, "login failed", "peer", peerIP(peerAddr))
+		h.log.InfoContext(ctx, "login failed", "event", "login.refused", "peer", peerIP(peerAddr))
 		return nil, connect.NewError(connect.CodeUnauthenticated, errBadLogin)
 	}
 	if err := h.throttle.LimitForgive(ctx, groups...); err != nil {
@@ -139,7 +139,7 @@ func (h *AuthV1) Login(ctx context.Context, username, password, peerAddr, client
 	if err != nil {
 		return nil, err
 	}
-	h.log.InfoContext(ctx, "login", "sub", userID, "client_id", clientID)
+	h.log.InfoContext(ctx, "login", "event", "login", "sub", userID, "client_id", clientID)
 	return resp, nil
 }
 
@@ -224,7 +224,7 @@ func (h *AuthV1) refresh(ctx context.Context, token string, by presenter) (*auth
 		Grace: h.policy.ReuseGrace, MaxReplays: maxGraceReplays, MaxLifetime: h.policy.MaxLifetime})
 	switch {
 	case errors.Is(err, redisstore.ErrReused):
-		h.log.WarnContext(ctx, "refresh token reused; session revoked", "sub", sess.UserID)
+		h.log.WarnContext(ctx, "refresh token reused; session revoked", "event", "session.revoked", "reason", "reuse", "sub", sess.UserID)
 		return nil, sess, connect.NewError(connect.CodeUnauthenticated, errBadRefreshToken)
 	case errors.Is(err, redisstore.ErrNotFound), errors.Is(err, redisstore.ErrRevoked):
 		return nil, sess, connect.NewError(connect.CodeUnauthenticated, errBadRefreshToken)
@@ -238,7 +238,7 @@ func (h *AuthV1) refresh(ctx context.Context, token string, by presenter) (*auth
 		if err := h.sessions.RevokeFamily(ctx, next.FamilyID); err != nil {
 			return nil, sess, storeError(ctx, h.log, "revoke refresh family", err)
 		}
-		h.log.WarnContext(ctx, "refresh refused; session revoked", "sub", sess.UserID, "issued_to", sess.ClientID,
+		h.log.WarnContext(ctx, "refresh refused; session revoked", "event", "session.revoked", "sub", sess.UserID, "issued_to", sess.ClientID,
 			"presented_by", by.ClientID, "reason", refusal.Error())
 		return nil, sess, refusal
 	}
@@ -286,6 +286,7 @@ func (h *AuthV1) Logout(ctx context.Context, req *connect.Request[authv1.LogoutR
 			return nil, storeError(ctx, h.log, "revoke refresh token", err)
 		}
 	}
+	h.log.InfoContext(ctx, "logout", "event", "session.revoked", "reason", "logout")
 	return connect.NewResponse(&authv1.LogoutResponse{}), nil
 }
 

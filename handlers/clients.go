@@ -228,7 +228,7 @@ func (c *Clients) refused(ctx context.Context, id, addr, reason string) {
 		id = id[:200]
 	}
 	if c.limit.Log != nil {
-		c.limit.Log.InfoContext(ctx, "client authentication refused", "client_id", id, "addr", addr, "reason", reason)
+		c.limit.Log.InfoContext(ctx, "client authentication refused", "event", "client_auth.refused", "client_id", id, "addr", addr, "reason", reason)
 	}
 	if c.limit.Refused != nil {
 		c.limit.Refused(reason)

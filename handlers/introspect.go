@@ -170,6 +170,7 @@ func (e *TokenEndpoints) Revoke(w http.ResponseWriter, r *http.Request) {
 		writeOAuthJSON(w, http.StatusServiceUnavailable, &OAuthError{Code: "temporarily_unavailable", Description: "token store unavailable"})
 		return
 	}
+	e.log.InfoContext(ctx, "token revocation requested", "event", "token.revoked", "client_id", client)
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 }

@@ -145,6 +145,7 @@ func (h *M2M) create(ctx context.Context, m *m2mpb.CreateTokenRequest) (*m2mpb.C
 	if err := h.store.CreateM2MToken(ctx, rec); err != nil {
 		return nil, storeError(ctx, h.log, "store M2M token", err)
 	}
+	h.log.InfoContext(ctx, "M2M token created", "event", "m2m_token.created", "owner", owner, "client_id", cl.ID, "token_id", claims.ID)
 	var expiresIn int64
 	if !exp.IsZero() {
 		expiresIn = int64(exp.Sub(h.now()).Round(time.Second) / time.Second)
@@ -248,6 +249,7 @@ func (h *M2M) DeleteTokens(ctx context.Context, req *connect.Request[m2mpb.Delet
 	if err != nil {
 		return nil, storeError(ctx, h.log, "delete M2M tokens", err)
 	}
+	h.log.InfoContext(ctx, "M2M tokens blacklisted", "event", "m2m_token.blacklisted", "owner", who.Owner, "blacklisted", bl, "deleted", del)
 	return connect.NewResponse(&m2mpb.DeleteTokensResponse{BlacklistedCount: bl, DeletedCount: del}), nil
 }
 

@@ -115,7 +115,7 @@ func (h *TokenService) CreateToken(ctx context.Context, req *connect.Request[tsv
 	case err != nil:
 		return nil, storeError(ctx, h.log, "create API token", err)
 	}
-	h.log.InfoContext(ctx, "API token created", "owner", owner, "token_id", id)
+	h.log.InfoContext(ctx, "API token created", "event", "api_token.created", "owner", owner, "token_id", id)
 	tok := tokenMessage(rec)
 	tok.Secret = secret
 	return connect.NewResponse(&tsv1.CreateTokenResponse{Token: tok}), nil
@@ -215,7 +215,7 @@ func (h *TokenService) DeleteToken(ctx context.Context, req *connect.Request[tsv
 	case err != nil:
 		return nil, storeError(ctx, h.log, "delete API token", err)
 	}
-	h.log.InfoContext(ctx, "API token deleted", "owner", owner, "token_id", id)
+	h.log.InfoContext(ctx, "API token deleted", "event", "api_token.deleted", "owner", owner, "token_id", id)
 	return connect.NewResponse(&tsv1.DeleteTokenResponse{}), nil
 }
 
