@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -23,6 +24,17 @@ func (s *Server) openKeys(ctx context.Context) error {
 		return err
 	}
 	ring, err := OpenRing(ctx, s.cfg, s.store, s.log)
+	// Redis may come up after tokend (a fleet started at once): wait for it
+	// a while, since nothing can be signed before the ring is read.
+	for deadline := time.Now().Add(ringWait); errors.Is(err, redisstore.ErrUnavailable) && time.Now().Before(deadline); {
+		s.log.Warn("signing keys: Redis unavailable; trying again", "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+		ring, err = OpenRing(ctx, s.cfg, s.store, s.log)
+	}
 	if err != nil {
 		return err
 	}
@@ -55,6 +67,9 @@ func OpenRing(ctx context.Context, cfg *config.Config, store *redisstore.Store, 
 	}
 	return keyring.Open(ctx, store, opt)
 }
+
+// ringWait bounds how long start waits for Redis to read the signing keys.
+const ringWait = 30 * time.Second
 
 // verifierLeeway is the clock skew verifiers allow past exp (tokens.NewVerifier's default).
 const verifierLeeway = 30 * time.Second
