@@ -26,9 +26,12 @@ type Config struct {
 	CORS           CORS     `yaml:"cors"`
 	TLS            TLS      `yaml:"tls"`
 	Log            Log      `yaml:"log"`
-	Limits         Limits   `yaml:"limits"`
-	Users          []User   `yaml:"users,omitempty"`
-	Clients        []Client `yaml:"clients,omitempty"`
+	// PIDFile, when set, is where serve writes its process id, for tokend
+	// reload (which sends it SIGHUP).
+	PIDFile string   `yaml:"pid_file,omitempty"`
+	Limits  Limits   `yaml:"limits"`
+	Users   []User   `yaml:"users,omitempty"`
+	Clients []Client `yaml:"clients,omitempty"`
 }
 
 // Redis says where state lives.
@@ -48,9 +51,28 @@ type Durability struct {
 	Timeout  Duration `yaml:"timeout"` // how long each wait may take
 }
 
-// Signing lists the access-token signing keys.
+// Signing says where the access-token signing keys come from: key files
+// (KeyFiles), or keys shared by every replica through Redis, sealed under a
+// key-encryption key (KEKFile or the TOKEND_SIGNING_KEK environment
+// variable) and rotated every RotateEvery.
 type Signing struct {
-	KeyFiles []string `yaml:"key_files,omitempty"` // PEM; the first signs, all are in the JWKS; empty: generated at start
+	KeyFiles []string `yaml:"key_files,omitempty"` // PEM; the first signs, all are in the JWKS; empty: keys in Redis (or, in development, generated at start)
+	// KEKFile holds the key-encryption key: 32 bytes in base64
+	// (openssl rand -base64 32). It is never written to Redis.
+	KEKFile string `yaml:"kek_file,omitempty"`
+	// KEK is the key-encryption key from TOKEND_SIGNING_KEK, when KEKFile is not set.
+	KEK         string   `yaml:"-"`
+	Alg         string   `yaml:"alg"`          // algorithm of keys made in Redis: EdDSA, ES256 or RS256
+	RotateEvery Duration `yaml:"rotate_every"` // how long a key in Redis signs before the next takes over
+	// JWKSMaxAge is the max-age of /.well-known/jwks.json; a new key in
+	// Redis is published this long (and a few seconds) before it signs.
+	JWKSMaxAge Duration `yaml:"jwks_max_age"`
+}
+
+// SharedKeys reports whether the signing keys live in Redis: a
+// key-encryption key is configured and no key files.
+func (s Signing) SharedKeys() bool {
+	return len(s.KeyFiles) == 0 && (s.KEKFile != "" || s.KEK != "")
 }
 
 // Tokens sets lifetimes.
@@ -159,8 +181,11 @@ var grantTypes = []string{GrantAuthorizationCode, GrantRefreshToken, GrantPasswo
 
 // Client is an OAuth client.
 type Client struct {
-	ID                  string   `yaml:"id"`
-	SecretHash          string   `yaml:"secret_hash,omitempty"` // empty: a public client (must use PKCE; cannot use client_credentials without assertion_issuers)
+	ID         string `yaml:"id"`
+	SecretHash string `yaml:"secret_hash,omitempty"` // empty (and no secret_hashes): a public client (must use PKCE; cannot use client_credentials without assertion_issuers)
+	// SecretHashes are further accepted secrets, so that a secret rotates
+	// with an overlap: add the new one, move the clients over, remove the old.
+	SecretHashes        []string `yaml:"secret_hashes,omitempty"`
 	RedirectURIs        []string `yaml:"redirect_uris,omitempty"`
 	GrantTypes          []string `yaml:"grant_types,omitempty"`
 	Scopes              []string `yaml:"scopes,omitempty"`
@@ -210,7 +235,15 @@ func (c *Client) OwnerClaimName() string {
 }
 
 // IsPublic reports whether the client has no secret.
-func (c *Client) IsPublic() bool { return c.SecretHash == "" }
+func (c *Client) IsPublic() bool { return c.SecretHash == "" && len(c.SecretHashes) == 0 }
+
+// Hashes returns every accepted secret hash: secret_hash, then secret_hashes.
+func (c *Client) Hashes() []string {
+	if c.SecretHash == "" {
+		return c.SecretHashes
+	}
+	return append([]string{c.SecretHash}, c.SecretHashes...)
+}
 
 // Duration is a time.Duration written in YAML as a Go duration string
 // ("15m", "720h", "2s"). Numbers are refused, since "900" could mean seconds
@@ -264,6 +297,9 @@ func Default() Config {
 		Addr:   addr,
 		Issuer: defaultIssuer(addr),
 		Redis:  Redis{Durability: Durability{Replicas: "auto", Timeout: Duration(200 * time.Millisecond)}},
+		// 30 days: long enough that the JWKS changes rarely, short enough that a key leaked
+		// unnoticed stops signing within a month.
+		Signing: Signing{Alg: "EdDSA", RotateEvery: Duration(720 * time.Hour), JWKSMaxAge: Duration(5 * time.Minute)},
 		Tokens: Tokens{
 			AccessTTL:         Duration(15 * time.Minute),
 			RefreshTTL:        Duration(720 * time.Hour),

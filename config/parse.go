@@ -18,6 +18,9 @@ import (
 const (
 	EnvAddr     = "TOKEND_ADDR"      // overrides addr
 	EnvRedisURL = "TOKEND_REDIS_URL" // overrides redis.url
+	// EnvSigningKEK holds the key-encryption key of the signing keys in
+	// Redis, when signing.kek_file is not set.
+	EnvSigningKEK = "TOKEND_SIGNING_KEK"
 )
 
 // Load reads the YAML file at path and calls Parse. Every error it returns
@@ -73,6 +76,9 @@ func Parse(data []byte, getenv func(string) string) (*Config, error) {
 		}
 		if v := getenv(EnvRedisURL); v != "" {
 			c.Redis.URL = v
+		}
+		if c.Signing.KEKFile == "" {
+			c.Signing.KEK = getenv(EnvSigningKEK)
 		}
 	}
 	if c.Issuer == "" {

@@ -120,7 +120,7 @@ func (h *Auth) GenerateAuthorizationCode(ctx context.Context, req *connect.Reque
 	if err != nil {
 		return nil, fmt.Errorf("create authorization code: %w", err)
 	}
-	h.log.InfoContext(ctx, "authorization code issued", "sub", userID, "client_id", cl.ID, "pkce", challenge != "")
+	h.log.InfoContext(ctx, "authorization code issued", "event", "code.issued", "sub", userID, "client_id", cl.ID, "pkce", challenge != "")
 	return connect.NewResponse(&authpb.GenerateAuthorizationCodeResponse{Code: code, BaseResp: okResp()}), nil
 }
 
@@ -214,7 +214,7 @@ func (h *Auth) exchange(ctx context.Context, in exchangeInput) (exchanged, error
 		return exchanged{}, errVerifierMismatch
 	case errors.Is(err, redisstore.ErrCodeReused):
 		// RFC 6749 §4.1.2: deny; the store has revoked what the code gave.
-		h.log.WarnContext(ctx, "authorization code reused; its session revoked", "client_id", cl.ID)
+		h.log.WarnContext(ctx, "authorization code reused; its session revoked", "event", "session.revoked", "reason", "code reuse", "client_id", cl.ID)
 		return exchanged{}, errBadCode
 	case err != nil:
 		return exchanged{}, fmt.Errorf("exchange authorization code: %w", err)
@@ -229,14 +229,14 @@ func (h *Auth) exchange(ctx context.Context, in exchangeInput) (exchanged, error
 		return exchanged{}, errBadCode
 	}
 	sess := redisstore.Session{UserID: ac.UserID, ClientID: cl.ID, Scope: ac.Scope, AuthTime: ac.IssuedAt.Unix()}
-	pair, err := h.sessions.mintPair(sess, rt)
+	pair, err := h.sessions.mintPair(ctx, sess, rt)
 	if err != nil {
 		return exchanged{}, err
 	}
 	if !cl.AllowsGrant(config.GrantRefreshToken) { // the session exists (sid), but only its access token is handed out
 		pair.Refresh, pair.RefreshExp = "", time.Time{}
 	}
-	h.log.InfoContext(ctx, "authorization code exchanged", "sub", ac.UserID, "client_id", cl.ID)
+	h.log.InfoContext(ctx, "authorization code exchanged", "event", "code.exchanged", "sub", ac.UserID, "client_id", cl.ID)
 	return exchanged{sessionTokens: pair, Scope: ac.Scope}, nil
 }
 

@@ -16,6 +16,7 @@ import (
 	authv1 "github.com/tokend/tokend/gen/auth/v1"
 	"github.com/tokend/tokend/gen/auth/v1/authv1connect"
 	"github.com/tokend/tokend/redisstore"
+	"github.com/tokend/tokend/tracing"
 )
 
 // Input bounds: far above any real credential, low enough that nobody can
@@ -99,13 +100,15 @@ func (h *AuthV1) Login(ctx context.Context, username, password, peerAddr, client
 		return nil, fmt.Errorf("login limit: %w", err)
 	}
 	if wait > 0 {
-		h.log.InfoContext(ctx, "login throttled", "peer", peerIP(peerAddr))
+		h.log.InfoContext(ctx, "login throttled", "event", "login.throttled", "peer", peerIP(peerAddr))
 		return nil, throttledError{wait}
 	}
 
+	_, end := tracing.Start(ctx, "passhash.verify")
 	userID, ok := h.users.Authenticate(username, password)
+	end()
 	if !ok {
-		h.log.InfoContext(ctx, "login failed", "peer", peerIP(peerAddr))
+		h.log.InfoContext(ctx, "login failed", "event", "login.refused", "peer", peerIP(peerAddr))
 		return nil, errBadLogin
 	}
 	if err := h.throttle.LimitForgive(ctx, groups...); err != nil {
@@ -115,7 +118,7 @@ func (h *AuthV1) Login(ctx context.Context, username, password, peerAddr, client
 	if err != nil {
 		return nil, err
 	}
-	h.log.InfoContext(ctx, "login", "sub", userID, "client_id", clientID)
+	h.log.InfoContext(ctx, "login", "event", "login", "sub", userID, "client_id", clientID)
 	return resp, nil
 }
 
@@ -197,7 +200,7 @@ func (h *AuthV1) refresh(ctx context.Context, token string, by presenter) (*auth
 	next, sess, err := h.sessions.rotate(ctx, token)
 	switch {
 	case errors.Is(err, redisstore.ErrReused):
-		h.log.WarnContext(ctx, "refresh token reused; session revoked", "sub", sess.UserID)
+		h.log.WarnContext(ctx, "refresh token reused; session revoked", "event", "session.revoked", "reason", "reuse", "sub", sess.UserID)
 		return nil, sess, errBadRefreshToken
 	case errors.Is(err, redisstore.ErrNotFound), errors.Is(err, redisstore.ErrRevoked):
 		return nil, sess, errBadRefreshToken
@@ -211,11 +214,11 @@ func (h *AuthV1) refresh(ctx context.Context, token string, by presenter) (*auth
 		if err := h.sessions.store.RevokeFamily(ctx, next.FamilyID); err != nil {
 			return nil, sess, fmt.Errorf("revoke refresh family: %w", err)
 		}
-		h.log.WarnContext(ctx, "refresh refused; session revoked", "sub", sess.UserID, "issued_to", sess.ClientID,
+		h.log.WarnContext(ctx, "refresh refused; session revoked", "event", "session.revoked", "sub", sess.UserID, "issued_to", sess.ClientID,
 			"presented_by", by.ClientID, "reason", refusal.Error())
 		return nil, sess, refusal
 	}
-	resp, err := h.sessions.tokenResponse(sess, next)
+	resp, err := h.sessions.tokenResponse(ctx, sess, next)
 	return resp, sess, err
 }
 
@@ -257,6 +260,7 @@ func (h *AuthV1) Logout(ctx context.Context, req *connect.Request[authv1.LogoutR
 			return nil, fmt.Errorf("revoke refresh token: %w", err)
 		}
 	}
+	h.log.InfoContext(ctx, "logout", "event", "session.revoked", "reason", "logout")
 	return connect.NewResponse(&authv1.LogoutResponse{}), nil
 }
 

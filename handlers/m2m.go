@@ -21,6 +21,7 @@ import (
 	"github.com/tokend/tokend/gen/m2moauthserver/pb/m2mpbconnect"
 	"github.com/tokend/tokend/redisstore"
 	"github.com/tokend/tokend/tokens"
+	"github.com/tokend/tokend/tracing"
 )
 
 // M2MStore keeps M2M token records, their owner index and blacklists.
@@ -133,7 +134,9 @@ func (h *M2M) create(ctx context.Context, m *m2mpb.CreateTokenRequest) (*m2mpb.C
 	}
 	claims.Subject = cl.ID
 	claims.Audience = aud
+	_, end := tracing.Start(ctx, "tokens.sign")
 	tok, exp, err := h.minter.Mint(claims, ttl)
+	end()
 	if err != nil {
 		return nil, fmt.Errorf("sign M2M token: %w", err)
 	}
@@ -142,6 +145,7 @@ func (h *M2M) create(ctx context.Context, m *m2mpb.CreateTokenRequest) (*m2mpb.C
 	if err := h.store.CreateM2MToken(ctx, rec); err != nil {
 		return nil, fmt.Errorf("store M2M token: %w", err)
 	}
+	h.log.InfoContext(ctx, "M2M token created", "event", "m2m_token.created", "owner", owner, "client_id", cl.ID, "token_id", claims.ID)
 	var expiresIn int64
 	if !exp.IsZero() {
 		expiresIn = int64(exp.Sub(h.now()).Round(time.Second) / time.Second)
@@ -245,6 +249,7 @@ func (h *M2M) DeleteTokens(ctx context.Context, req *connect.Request[m2mpb.Delet
 	if err != nil {
 		return nil, fmt.Errorf("delete M2M tokens: %w", err)
 	}
+	h.log.InfoContext(ctx, "M2M tokens blacklisted", "event", "m2m_token.blacklisted", "owner", who.Owner, "blacklisted", bl, "deleted", del)
 	return connect.NewResponse(&m2mpb.DeleteTokensResponse{BlacklistedCount: bl, DeletedCount: del}), nil
 }
 

@@ -9,6 +9,7 @@ import (
 	authv1 "github.com/tokend/tokend/gen/auth/v1"
 	"github.com/tokend/tokend/redisstore"
 	"github.com/tokend/tokend/tokens"
+	"github.com/tokend/tokend/tracing"
 )
 
 // SessionStore keeps refresh-token families.
@@ -66,7 +67,7 @@ func (h *Sessions) Start(ctx context.Context, sess redisstore.Session) (*authv1.
 	if err != nil {
 		return nil, fmt.Errorf("create refresh token: %w", err)
 	}
-	return h.tokenResponse(sess, issued)
+	return h.tokenResponse(ctx, sess, issued)
 }
 
 // rotate consumes refresh token and issues its successor, within the
@@ -84,7 +85,9 @@ type sessionTokens struct {
 
 // mintPair signs the access token that goes with refresh token rt. It
 // expires with the session at the latest.
-func (h *Sessions) mintPair(sess redisstore.Session, rt redisstore.IssuedRefresh) (sessionTokens, error) {
+func (h *Sessions) mintPair(ctx context.Context, sess redisstore.Session, rt redisstore.IssuedRefresh) (sessionTokens, error) {
+	_, end := tracing.Start(ctx, "tokens.sign")
+	defer end()
 	ttl := h.policy.AccessTTL
 	if end := sess.End(h.policy.MaxLifetime); !end.IsZero() {
 		ttl = min(ttl, max(time.Until(end), time.Second))
@@ -96,8 +99,8 @@ func (h *Sessions) mintPair(sess redisstore.Session, rt redisstore.IssuedRefresh
 	return sessionTokens{Access: access, AccessExp: exp, Refresh: rt.Token, RefreshExp: rt.ExpiresAt}, nil
 }
 
-func (h *Sessions) tokenResponse(sess redisstore.Session, rt redisstore.IssuedRefresh) (*authv1.TokenResponse, error) {
-	p, err := h.mintPair(sess, rt)
+func (h *Sessions) tokenResponse(ctx context.Context, sess redisstore.Session, rt redisstore.IssuedRefresh) (*authv1.TokenResponse, error) {
+	p, err := h.mintPair(ctx, sess, rt)
 	if err != nil {
 		return nil, err
 	}

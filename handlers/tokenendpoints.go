@@ -149,6 +149,7 @@ func (e *TokenEndpoints) Revoke(w http.ResponseWriter, r *http.Request) {
 		e.fail(w, r, "revocation", err)
 		return
 	}
+	e.log.InfoContext(ctx, "token revocation requested", "event", "token.revoked", "client_id", client)
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 }

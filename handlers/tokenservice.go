@@ -20,6 +20,7 @@ import (
 	"github.com/tokend/tokend/gen/priv/tokenservice/v1alpha1/tokenservicev1alpha1connect"
 	"github.com/tokend/tokend/redisstore"
 	"github.com/tokend/tokend/tokens"
+	"github.com/tokend/tokend/tracing"
 )
 
 // APITokenStore keeps API token records.
@@ -113,7 +114,7 @@ func (h *TokenService) CreateToken(ctx context.Context, req *connect.Request[tsv
 	case err != nil:
 		return nil, fmt.Errorf("create API token: %w", err)
 	}
-	h.log.InfoContext(ctx, "API token created", "owner", owner, "token_id", id)
+	h.log.InfoContext(ctx, "API token created", "event", "api_token.created", "owner", owner, "token_id", id)
 	tok := tokenMessage(rec)
 	tok.Secret = secret
 	return connect.NewResponse(&tsv1.CreateTokenResponse{Token: tok}), nil
@@ -157,7 +158,9 @@ func (h *TokenService) GetAccessToken(ctx context.Context, req *connect.Request[
 	c := &tokens.Claims{Kind: tokens.KindAPIToken, APITokenID: rec.ID, ClientID: authz.FirstPartyClientID}
 	c.Subject = rec.Owner
 	c.Audience = []string{h.minter.Issuer()}
+	_, end := tracing.Start(ctx, "tokens.sign")
 	access, exp, err := h.minter.Mint(c, ttl)
+	end()
 	if err != nil {
 		return nil, fmt.Errorf("sign access token: %w", err)
 	}
@@ -208,7 +211,7 @@ func (h *TokenService) DeleteToken(ctx context.Context, req *connect.Request[tsv
 	case err != nil:
 		return nil, fmt.Errorf("delete API token: %w", err)
 	}
-	h.log.InfoContext(ctx, "API token deleted", "owner", owner, "token_id", id)
+	h.log.InfoContext(ctx, "API token deleted", "event", "api_token.deleted", "owner", owner, "token_id", id)
 	return connect.NewResponse(&tsv1.DeleteTokenResponse{}), nil
 }
 

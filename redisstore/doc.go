@@ -73,12 +73,16 @@
 //	P:configured:{clients}               configured)
 //	  fields: id → "L<cutoff>" while configured (cutoff: 0, or, for an id that came back, the Unix
 //	  time it was removed: what was issued to it until then stays refused), "R<at>" once removed
+//	P:signing:{ring}             HASH    none (one key)                     SwapSigningRing
+//	  fields: version (replacements so far), doc (the signing keys as JSON, each private key
+//	  sealed with AES-256-GCM under the key-encryption key, which is never in Redis)
 //	P:ajti:{h(iss NUL jti)}      STRING  the client assertion's expiry      UseAssertionID
 //	  value: "1" while a foreign client assertion (issuer, jti) is unexpired: it is accepted once
 //
 // The scripts behind those methods: create_refresh.lua, rotate_refresh.lua,
 // revoke_refresh.lua, revoke_family.lua, create_code.lua, exchange_code.lua,
-// throttle_take.lua, throttle_forgive.lua, apitoken_*.lua, m2m_*.lua.
+// throttle_take.lua, throttle_forgive.lua, apitoken_*.lua, m2m_*.lua,
+// signing_swap.lua.
 //
 // A refresh token is "<fam>.<secret>" (secret: 256 random bits, base64url):
 // the family id in the token is what lets a token's key and its family's key

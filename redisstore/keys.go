@@ -115,3 +115,8 @@ func digest(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:16])
 }
+
+// signingRing: HASH version (replacements so far), doc (the signing-key
+// ring as JSON, private keys sealed under a key-encryption key Redis never
+// sees). No TTL: one key. Written by signing_swap.lua (SwapSigningRing).
+func (k keys) signingRing() string { return k.prefix + ":signing:{ring}" }

@@ -34,6 +34,8 @@ var (
 	// CLUSTERDOWN, a context deadline while talking to Redis): the caller
 	// may retry later. Other errors are wrapped with context only.
 	ErrUnavailable = errors.New("redisstore: redis unavailable")
+	// ErrConflict: a compare-and-set lost to a concurrent writer; read again.
+	ErrConflict = errors.New("redisstore: changed concurrently")
 )
 
 // IsUnavailable reports whether err means Redis could not be reached

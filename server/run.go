@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 
 	"github.com/tokend/tokend/config"
@@ -26,7 +27,12 @@ func NewLogger(c config.Log, w io.Writer) *slog.Logger {
 // Run serves cfg until ctx is done (SIGTERM/SIGINT in main), then shuts down
 // gracefully.
 func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	s, err := New(ctx, cfg, log)
+	opts, shutdown, err := tracerFromEnv(ctx, os.Getenv)
+	if err != nil {
+		return err
+	}
+	defer shutdown()
+	s, err := New(ctx, cfg, log, opts...)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -21,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/rs/cors"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tokend/tokend/authn"
 	"github.com/tokend/tokend/authz"
@@ -56,19 +58,19 @@ type Server struct {
 	clients *handlers.Clients
 	addrs   *clientaddr.Resolver // client addresses, behind trusted proxies or not
 	handler http.Handler
+	inner   http.Handler                    // the mux behind bearer checks, before CORS
+	corsed  atomic.Pointer[http.Handler]    // inner behind the current CORS origins (setCORS)
+	cert    atomic.Pointer[tls.Certificate] // the current TLS certificate (Reload)
+	tracer  trace.TracerProvider            // nil: tracing off
 	// background tasks that run while the server serves
 	background []func(ctx context.Context)
 }
 
 // New opens the store and signing keys named by cfg and builds the handler.
 // Close releases the store.
-func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, error) {
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 	for _, w := range cfg.Warnings() {
 		log.Warn("doubtful configuration: " + w)
-	}
-	keys, err := loadKeys(cfg, log)
-	if err != nil {
-		return nil, err
 	}
 	// go-redis reports dial failures on its own; route them into our log
 	// (at debug: every failing call already reports unavailable).
@@ -85,10 +87,21 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	if store.Embedded() {
 		log.Warn("no redis.url configured: using an embedded in-memory Redis; nothing is kept across restarts")
 	}
-	s := &Server{cfg: cfg, log: log, store: store, keys: keys, metrics: newMetrics()}
+	s := &Server{cfg: cfg, log: log, store: store, metrics: newMetrics()}
+	for _, o := range opts {
+		o(s)
+	}
+	if err := s.instrumentRedis(); err != nil {
+		store.Close()
+		return nil, err
+	}
+	if err := s.openKeys(ctx); err != nil {
+		store.Close()
+		return nil, err
+	}
 	s.addrs = clientaddr.New(cfg.TrustedPrefixes())
-	s.handler = noStore(s.addrs.Wrap(
-		bounded(s.routes(), cfg.Limits.MaxRequestBytes, cfg.Limits.BodyTimeout.D())))
+	s.handler = s.traced(noStore(s.addrs.Wrap(
+		bounded(s.routes(), cfg.Limits.MaxRequestBytes, cfg.Limits.BodyTimeout.D()))))
 	rctx, cancel := context.WithTimeout(ctx, openRecordWait)
 	defer cancel()
 	if err := s.recordConfiguration(rctx); err != nil {
@@ -238,9 +251,10 @@ func (s *Server) routes() http.Handler {
 	endpoints := handlers.NewTokenEndpoints(clients, verifier, s.revoked, s.store, cfg.Limits.MaxRequestBytes, s.log)
 
 	opts := []connect.HandlerOption{
-		// Metrics see the code the caller gets; the handlers' errors become
-		// that code in handlers.ErrorInterceptor, panics included.
-		connect.WithInterceptors(s.metrics.interceptor(), handlers.ErrorInterceptor(s.log)),
+		// Metrics see the code the caller gets: the handlers' errors become
+		// that code in handlers.ErrorInterceptor, the innermost, panics
+		// included.
+		connect.WithInterceptors(s.interceptors()...),
 		connect.WithRecover(s.recoverPanic),
 		// Compress only what gzip pays for: a token response is a few hundred
 		// bytes of base64 that gzip barely shrinks, and compressing every
@@ -293,7 +307,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("/oauth/revoke", s.countHTTP("/oauth/revoke", http.HandlerFunc(endpoints.Revoke)))
 
 	issuer := strings.TrimSuffix(cfg.Issuer, "/")
-	mux.Handle("/.well-known/jwks.json", staticJSON(s.keys.JWKS(), "300"))
+	mux.Handle("/.well-known/jwks.json", s.jwks())
 	doc := discoveryJSON(discovery{
 		Issuer:                            issuer,
 		JWKSURI:                           issuer + "/.well-known/jwks.json",
@@ -312,9 +326,9 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("/.well-known/openid-configuration", staticJSON(doc, "300"))
 	mux.Handle("/.well-known/oauth-authorization-server", staticJSON(doc, "300"))
 
-	var h http.Handler = bearer.Wrap(mux)
-	h = s.cors(h)
-	return h
+	s.inner = bearer.Wrap(mux)
+	s.setCORS(cfg.CORS.AllowedOrigins)
+	return http.HandlerFunc(s.serveCORS)
 }
 
 // revocation returns the revocation checks of c's token, one per source it
@@ -402,8 +416,7 @@ func (s *Server) recoverPanic(_ context.Context, _ connect.Spec, _ http.Header, 
 
 // cors allows the configured browser origins to call every RPC, exposing the
 // headers Connect, gRPC and gRPC-Web responses carry.
-func (s *Server) cors(h http.Handler) http.Handler {
-	origins := s.cfg.CORS.AllowedOrigins
+func (s *Server) cors(h http.Handler, origins []string) http.Handler {
 	if len(origins) == 0 {
 		return h
 	}
@@ -490,7 +503,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		if err != nil {
 			return fmt.Errorf("tls: %w", err)
 		}
-		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		s.cert.Store(&cert)
+		// each handshake takes the certificate of the moment: Reload replaces it
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12,
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.cert.Load(), nil }}
 		srv.Protocols.SetHTTP2(true)
 	} else {
 		srv.Protocols.SetUnencryptedHTTP2(true)

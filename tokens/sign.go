@@ -35,7 +35,7 @@ func (ks *KeySet) Sign(c *Claims) (string, error) {
 	if err := checkClaims(c); err != nil {
 		return "", fmt.Errorf("sign: %w", err)
 	}
-	k := ks.keys[0]
+	k := ks.state.Load().keys[0]
 	b := signBufs.Get().(*signBuf)
 	defer func() {
 		if cap(b.payload) <= 64<<10 && cap(b.token) <= 64<<10 {
