@@ -76,10 +76,10 @@ const usage = `usage:
   tokend healthcheck [--url U]   exit 0 when U (default http://127.0.0.1:8080/readyz) answers 200
 `
 
-// servePprof serves Go's profiler on addr (TOKEND_PPROF_ADDR, unset: off),
-// on its own listener so it is never reachable through the service port.
-func servePprof(stderr io.Writer) {
-	addr := os.Getenv("TOKEND_PPROF_ADDR")
+// servePprof serves Go's profiler on addr (config.EnvPprofAddr; empty:
+// off), on its own listener so it is never reachable through the service
+// port.
+func servePprof(addr string, stderr io.Writer) {
 	if addr == "" {
 		return
 	}
@@ -98,22 +98,10 @@ func signalContext() (context.Context, context.CancelFunc) {
 }
 
 func dev(ctx context.Context, stdout, stderr io.Writer) error {
-	cfg, cred, err := server.DevConfig()
+	cfg, cred, err := server.DevConfig(os.Getenv)
 	if err != nil {
 		return err
 	}
-	if addr := os.Getenv("TOKEND_ADDR"); addr != "" {
-		old := cfg.Issuer
-		cfg.Addr, cfg.Issuer = addr, "http://"+addr
-		for i := range cfg.Clients { // the demo M2M client trusts tokend's own assertions
-			for j, iss := range cfg.Clients[i].AssertionIssuers {
-				if iss == old {
-					cfg.Clients[i].AssertionIssuers[j] = cfg.Issuer
-				}
-			}
-		}
-	}
-	cfg.Redis.URL = os.Getenv("TOKEND_REDIS_URL") // empty: embedded
 	server.PrintDevBanner(stdout, cfg, cred)
 	return server.Run(ctx, cfg, server.NewLogger(cfg.Log, stderr))
 }
@@ -131,7 +119,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	servePprof(stderr)
+	servePprof(os.Getenv(config.EnvPprofAddr), stderr)
 	return server.Run(ctx, cfg, server.NewLogger(cfg.Log, stderr))
 }
 

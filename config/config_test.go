@@ -105,8 +105,8 @@ func TestFullRoundTrip(t *testing.T) {
 		c.Users[1].PasswordHash != argonHash || !c.TLS.Enabled() || c.Clients[1].OwnerClaim != "email" {
 		t.Fatalf("decoded %+v", c)
 	}
-	if c.Clients[0].OwnerClaim != "sub" {
-		t.Errorf("owner_claim default = %q", c.Clients[0].OwnerClaim)
+	if got := c.Clients[0].OwnerClaimName(); got != "sub" {
+		t.Errorf("owner_claim default = %q", got)
 	}
 	out, err := yaml.Marshal(c)
 	if err != nil {
@@ -130,6 +130,22 @@ func TestClientHelpers(t *testing.T) {
 	c := Client{GrantTypes: []string{GrantAuthorizationCode}}
 	if !c.AllowsGrant("authorization_code") || c.AllowsGrant("password") {
 		t.Error("AllowsGrant")
+	}
+}
+
+// TestApplyEnvOverDefault: development mode starts from Default, not a
+// file; the same overrides give the same issuer as serve does.
+func TestApplyEnvOverDefault(t *testing.T) {
+	c := Default()
+	ApplyEnv(&c, func(k string) string { return map[string]string{EnvAddr: "0.0.0.0:9000"}[k] })
+	if c.Addr != "0.0.0.0:9000" || c.Issuer != "http://localhost:9000" || c.Redis.URL != "" {
+		t.Errorf("addr %q issuer %q redis %q", c.Addr, c.Issuer, c.Redis.URL)
+	}
+	c = Default()
+	c.Issuer = "https://auth.example.com"
+	ApplyEnv(&c, func(k string) string { return map[string]string{EnvAddr: "127.0.0.1:1"}[k] })
+	if c.Issuer != "https://auth.example.com" {
+		t.Errorf("env changed a set issuer: %q", c.Issuer)
 	}
 }
 
@@ -322,6 +338,7 @@ func TestValidate(t *testing.T) {
 		{"no body timeout", func(c *Config) { c.Limits.BodyTimeout = 0 }, "limits.body_timeout: must be > 0"},
 		{"streams", func(c *Config) { c.Limits.MaxConcurrentStreams = 0 }, "limits.max_concurrent_streams: must be ≥ 1"},
 		{"M2M quota", func(c *Config) { c.Tokens.MaxM2MTokensPerOwner = 0 }, "tokens.max_m2m_tokens_per_owner: must be ≥ 1"},
+		{"API token quota", func(c *Config) { c.Tokens.MaxAPITokensPerOwner = 0 }, "tokens.max_api_tokens_per_owner: must be ≥ 1"},
 		{"proxy not a CIDR", func(c *Config) { c.TrustedProxies = []string{"10.0.0.0/8", "proxy.local"} }, `trusted_proxies[1]: want a CIDR`},
 		{"every peer trusted", func(c *Config) { c.TrustedProxies = []string{"0.0.0.0/0"} }, "trusted_proxies[0]: 0.0.0.0/0 trusts every peer"},
 	} {

@@ -14,11 +14,33 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Environment variables that override the file.
+// The environment variables tokend reads; ApplyEnv applies the first two,
+// main reads the third.
 const (
-	EnvAddr     = "TOKEND_ADDR"      // overrides addr
-	EnvRedisURL = "TOKEND_REDIS_URL" // overrides redis.url
+	EnvAddr      = "TOKEND_ADDR"       // overrides addr
+	EnvRedisURL  = "TOKEND_REDIS_URL"  // overrides redis.url
+	EnvPprofAddr = "TOKEND_PPROF_ADDR" // serves Go's profiler on this address (unset: off)
 )
+
+// ApplyEnv applies the environment overrides TOKEND_ADDR and
+// TOKEND_REDIS_URL to c, read through getenv (nil: none); an empty value is
+// no override. An issuer that was the default for the old addr follows the
+// new one. Parse calls it; so does development mode, which starts from
+// Default rather than a file.
+func ApplyEnv(c *Config, getenv func(string) string) {
+	if getenv == nil {
+		return
+	}
+	if v := getenv(EnvAddr); v != "" {
+		if c.Issuer == defaultIssuer(c.Addr) {
+			c.Issuer = defaultIssuer(v)
+		}
+		c.Addr = v
+	}
+	if v := getenv(EnvRedisURL); v != "" {
+		c.Redis.URL = v
+	}
+}
 
 // Load reads the YAML file at path and calls Parse. Every error it returns
 // starts with path.
@@ -53,7 +75,7 @@ func prefix(p string, err error) error {
 // then applies the environment overrides TOKEND_ADDR and TOKEND_REDIS_URL
 // (read through getenv, which may be nil; an empty value is no override), sets
 // what defaults on other settings (issuer from the final addr when the file
-// sets none, owner_claim "sub", access_token_lifetime DefaultM2MLifetime),
+// sets none, access_token_lifetime DefaultM2MLifetime),
 // and validates. Errors are joined: every
 // problem is reported.
 func Parse(data []byte, getenv func(string) string) (*Config, error) {
@@ -67,14 +89,7 @@ func Parse(data []byte, getenv func(string) string) (*Config, error) {
 	if err := dec.Decode(&c); err != nil && err != io.EOF {
 		return nil, err // checkKeys should have caught it
 	}
-	if getenv != nil {
-		if v := getenv(EnvAddr); v != "" {
-			c.Addr = v
-		}
-		if v := getenv(EnvRedisURL); v != "" {
-			c.Redis.URL = v
-		}
-	}
+	ApplyEnv(&c, getenv)
 	if c.Issuer == "" {
 		c.Issuer = defaultIssuer(c.Addr)
 	}
@@ -84,9 +99,6 @@ func Parse(data []byte, getenv func(string) string) (*Config, error) {
 	_ = yaml.Unmarshal(data, &set) // decoded above already
 	for i := range c.Clients {
 		cl := &c.Clients[i]
-		if cl.OwnerClaim == "" {
-			cl.OwnerClaim = "sub"
-		}
 		if i < len(set.Clients) && !has(set.Clients[i], "access_token_lifetime") {
 			cl.AccessTokenLifetime = DefaultM2MLifetime
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -44,8 +45,6 @@ type APITokenPolicy struct {
 	AccessTTL   time.Duration // lifetime of the access tokens a secret buys
 	MaxPerOwner int
 }
-
-const maxTokenNameLen = 200
 
 var errBadAPIToken = errors.New("invalid API token")
 
@@ -87,8 +86,8 @@ func (h *TokenService) CreateToken(ctx context.Context, req *connect.Request[tsv
 	}
 	owner := who.Owner
 	name := req.Msg.GetName()
-	if len(name) > maxTokenNameLen || !utf8.ValidString(name) {
-		return nil, invalidArgument("name must be valid UTF-8 of at most 200 bytes")
+	if len(name) > maxTokenName || !utf8.ValidString(name) {
+		return nil, invalidArgument("name must be valid UTF-8 of at most " + strconv.Itoa(maxTokenName) + " bytes")
 	}
 	now := h.now().Truncate(time.Second)
 	var expires time.Time

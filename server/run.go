@@ -8,6 +8,8 @@ import (
 	"net"
 	"strings"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/tokend/tokend/config"
 )
 
@@ -26,6 +28,9 @@ func NewLogger(c config.Log, w io.Writer) *slog.Logger {
 // Run serves cfg until ctx is done (SIGTERM/SIGINT in main), then shuts down
 // gracefully.
 func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	// go-redis logs through one process-wide logger: set here, where the
+	// process is run, not in New, which tests call many times.
+	goredis.SetLogger(redisLogger{log})
 	s, err := New(ctx, cfg, log)
 	if err != nil {
 		return err

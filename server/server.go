@@ -18,7 +18,6 @@ import (
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	goredis "github.com/redis/go-redis/v9"
 	"github.com/rs/cors"
 
 	"github.com/tokend/tokend/authn"
@@ -35,14 +34,6 @@ import (
 	"github.com/tokend/tokend/redisstore"
 	"github.com/tokend/tokend/tokens"
 )
-
-// maxAPITokensPerOwner bounds how many API tokens one user may hold, so no
-// user can grow the store without bound.
-const maxAPITokensPerOwner = 100
-
-// compressMinBytes is the smallest response message tokend compresses for a
-// client that accepts compression.
-const compressMinBytes = 1024
 
 // Server is one tokend process: every service on one handler.
 type Server struct {
@@ -68,9 +59,6 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	if err != nil {
 		return nil, err
 	}
-	// go-redis reports dial failures on its own; route them into our log
-	// (at debug: every failing call already reports unavailable).
-	goredis.SetLogger(redisLogger{log})
 	replicas, err := redisstore.ParseReplicas(cfg.Redis.Durability.Replicas)
 	if err != nil {
 		return nil, fmt.Errorf("redis.durability.replicas: %w", err)
@@ -152,18 +140,14 @@ func every(ctx context.Context, d time.Duration, f func() bool) {
 	}
 }
 
-// Handler is the whole HTTP surface of the server.
-func (s *Server) Handler() http.Handler { return s.handler }
-
 // Store is the server's Redis store.
 func (s *Server) Store() *redisstore.Store { return s.store }
-
-// Keys is the server's signing key set.
-func (s *Server) Keys() *tokens.KeySet { return s.keys }
 
 // Close releases the store.
 func (s *Server) Close() error { return s.store.Close() }
 
+// redisLogger routes go-redis' own reports (dial failures) into the log,
+// at debug: every failing call already reports unavailable.
 type redisLogger struct{ log *slog.Logger }
 
 func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
@@ -203,7 +187,7 @@ func (s *Server) routes() http.Handler {
 	users := handlers.NewUsers(cfg.Users)
 	// One verified-secret cache for every client authentication: only the
 	// first call with a secret pays the slow hash.
-	clients := handlers.NewClients(cfg.Clients, passhash.NewSecretCache(10000, 10*time.Minute))
+	clients := handlers.NewClients(cfg.Clients, passhash.NewSecretCache(secretCacheSize, secretCacheTTL))
 	clients.Limit(s.clientLimit())
 	s.users, s.clients = users, clients
 	policy := handlers.SessionPolicy{
@@ -224,9 +208,9 @@ func (s *Server) routes() http.Handler {
 	oauth.Handle("authorization_code", codes.AuthorizationCodeGrant())
 	apiTokens := handlers.NewTokenService(s.store, users, minter, handlers.APITokenPolicy{
 		AccessTTL:   cfg.Tokens.AccessTTL.D(),
-		MaxPerOwner: maxAPITokensPerOwner,
+		MaxPerOwner: cfg.Tokens.MaxAPITokensPerOwner,
 	}, s.log)
-	s.background = append(s.background, func(ctx context.Context) { apiTokens.RecordUsage(ctx, 5*time.Second) })
+	s.background = append(s.background, func(ctx context.Context) { apiTokens.RecordUsage(ctx, usageFlushEvery) })
 	verifier := tokens.NewVerifier(s.keys, cfg.Issuer)
 	assertions := handlers.NewAssertions(verifier, cfg.Issuer, s.revoked, s.store, nil)
 	m2m := handlers.NewM2M(s.store, clients, assertions, minter, s.log)
@@ -358,10 +342,10 @@ func (s *Server) revoked(ctx context.Context, c *tokens.Claims) (bool, error) {
 	return redisstore.Settle(ctx, gate...)
 }
 
-// sweepM2M removes expired M2M index and blacklist entries every minute.
-// Every replica runs it; the sweep is idempotent.
+// sweepM2M removes expired M2M index and blacklist entries every
+// m2mSweepEvery. Every replica runs it; the sweep is idempotent.
 func (s *Server) sweepM2M(ctx context.Context) {
-	every(ctx, time.Minute, func() bool {
+	every(ctx, m2mSweepEvery, func() bool {
 		if n, err := s.store.SweepM2M(ctx); err != nil {
 			s.log.WarnContext(ctx, "M2M sweep", "err", err)
 		} else if n > 0 {
