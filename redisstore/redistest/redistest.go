@@ -156,7 +156,6 @@ func (s *Server) Restart() {
 	}
 }
 
-
 func (s *Server) log() string {
 	b, err := os.ReadFile(filepath.Join(s.dir, "redis.log"))
 	if err != nil {
