@@ -172,7 +172,7 @@ type Client struct {
 	AccessTokenLifetime Duration `yaml:"access_token_lifetime"`         // the most an M2M token may live; > 0 for client_credentials
 	AssertionIssuers    []string `yaml:"assertion_issuers,omitempty"`   // trusted issuers of client_assertion JWTs
 	AssertionAudiences  []string `yaml:"assertion_audiences,omitempty"` // when set, a client assertion's aud must name one of these (RFC 7523 §3)
-	OwnerClaim          string   `yaml:"owner_claim,omitempty"`         // claim of a client assertion naming the owner; empty: DefaultOwnerClaim
+	OwnerClaim          string   `yaml:"owner_claim,omitempty"`         // claim of a client assertion naming the owner; empty: defaultOwnerClaim
 	// ResourceAudiences are the audiences this client serves as a resource server: at RFC 7662
 	// introspection it sees tokens issued to it or whose aud names it or one of these, and no others.
 	ResourceAudiences []string `yaml:"resource_audiences,omitempty"`
@@ -203,14 +203,14 @@ func (c *Client) NumericID() (uint32, bool) {
 // AllowsGrant reports whether the client may use grant type g.
 func (c *Client) AllowsGrant(g string) bool { return slices.Contains(c.GrantTypes, g) }
 
-// DefaultOwnerClaim is the claim of a client assertion that names the owner
+// defaultOwnerClaim is the claim of a client assertion that names the owner
 // when a client's owner_claim is empty.
-const DefaultOwnerClaim = "sub"
+const defaultOwnerClaim = "sub"
 
-// OwnerClaimName returns OwnerClaim, or DefaultOwnerClaim when it is empty.
+// OwnerClaimName returns OwnerClaim, or defaultOwnerClaim when it is empty.
 func (c *Client) OwnerClaimName() string {
 	if c.OwnerClaim == "" {
-		return DefaultOwnerClaim
+		return defaultOwnerClaim
 	}
 	return c.OwnerClaim
 }
@@ -260,8 +260,8 @@ func parseDuration(n *yaml.Node) (Duration, error) {
 	return 0, fmt.Errorf("want a duration such as \"15m\", got %q", n.Value)
 }
 
-// DefaultM2MLifetime is a client's access_token_lifetime when its entry does not set one.
-const DefaultM2MLifetime = Duration(time.Hour)
+// defaultM2MLifetime is a client's access_token_lifetime when its entry does not set one.
+const defaultM2MLifetime = Duration(time.Hour)
 
 // Default returns the defaults that a configuration file overrides.
 func Default() Config {

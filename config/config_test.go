@@ -54,9 +54,9 @@ clients:
 
 func mustParse(t *testing.T, src string, env map[string]string) *Config {
 	t.Helper()
-	c, err := Parse([]byte(src), func(k string) string { return env[k] })
+	c, err := parse([]byte(src), func(k string) string { return env[k] })
 	if err != nil {
-		t.Fatalf("Parse: %v", err)
+		t.Fatalf("parse: %v", err)
 	}
 	return c
 }
@@ -65,7 +65,7 @@ func TestDefaults(t *testing.T) {
 	for _, src := range []string{"", "# nothing\n", "---\n", "tokens:\n"} {
 		c := mustParse(t, src, nil)
 		if !reflect.DeepEqual(*c, Default()) {
-			t.Errorf("Parse(%q) = %+v, want Default()", src, *c)
+			t.Errorf("parse(%q) = %+v, want Default()", src, *c)
 		}
 	}
 	d := Default()
@@ -170,7 +170,7 @@ func TestEnv(t *testing.T) {
 	if c.Addr != "127.0.0.1:1" {
 		t.Errorf("empty env var overrode addr: %q", c.Addr)
 	}
-	if _, err := Parse(nil, func(string) string { return "nonsense" }); err == nil ||
+	if _, err := parse(nil, func(string) string { return "nonsense" }); err == nil ||
 		!strings.Contains(err.Error(), "addr:") || !strings.Contains(err.Error(), "redis.url:") {
 		t.Errorf("bad env values: %v", err)
 	}
@@ -179,9 +179,9 @@ func TestEnv(t *testing.T) {
 // parseErr parses src and returns the error message, failing if none.
 func parseErr(t *testing.T, src string) string {
 	t.Helper()
-	_, err := Parse([]byte(src), nil)
+	_, err := parse([]byte(src), nil)
 	if err == nil {
-		t.Fatalf("Parse(%q) succeeded", src)
+		t.Fatalf("parse(%q) succeeded", src)
 	}
 	return err.Error()
 }
@@ -229,8 +229,8 @@ func TestDecodeErrors(t *testing.T) {
 // every access token expires.
 func TestM2MLifetimeDefault(t *testing.T) {
 	c := mustParse(t, full+"  - {id: z, secret_hash: \""+bcryptHash+"\", grant_types: [client_credentials], owner: o}\n", nil)
-	if got := c.Clients[3].AccessTokenLifetime; got != DefaultM2MLifetime {
-		t.Errorf("access_token_lifetime = %s, want the default %s", got, DefaultM2MLifetime)
+	if got := c.Clients[3].AccessTokenLifetime; got != defaultM2MLifetime {
+		t.Errorf("access_token_lifetime = %s, want the default %s", got, defaultM2MLifetime)
 	}
 	if got := c.Tokens.SessionMaxLifetime.D(); got != 2160*time.Hour {
 		t.Errorf("tokens.session_max_lifetime = %s, want 2160h", got)

@@ -25,7 +25,7 @@ const (
 // ApplyEnv applies the environment overrides TOKEND_ADDR and
 // TOKEND_REDIS_URL to c, read through getenv (nil: none); an empty value is
 // no override. An issuer that was the default for the old addr follows the
-// new one. Parse calls it; so does development mode, which starts from
+// new one. parse calls it; so does development mode, which starts from
 // Default rather than a file.
 func ApplyEnv(c *Config, getenv func(string) string) {
 	if getenv == nil {
@@ -42,14 +42,14 @@ func ApplyEnv(c *Config, getenv func(string) string) {
 	}
 }
 
-// Load reads the YAML file at path and calls Parse. Every error it returns
+// Load reads the YAML file at path and calls parse. Every error it returns
 // starts with path.
 func Load(path string, getenv func(string) string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	c, err := Parse(data, getenv)
+	c, err := parse(data, getenv)
 	if err != nil {
 		return nil, prefix(path, err)
 	}
@@ -70,15 +70,15 @@ func prefix(p string, err error) error {
 	return errors.Join(errs...)
 }
 
-// Parse decodes YAML over Default(), strictly: unknown keys, values of the
+// parse decodes YAML over Default(), strictly: unknown keys, values of the
 // wrong type and bad durations are errors naming the key path and line. It
 // then applies the environment overrides TOKEND_ADDR and TOKEND_REDIS_URL
 // (read through getenv, which may be nil; an empty value is no override), sets
 // what defaults on other settings (issuer from the final addr when the file
-// sets none, access_token_lifetime DefaultM2MLifetime),
+// sets none, access_token_lifetime defaultM2MLifetime),
 // and validates. Errors are joined: every
 // problem is reported.
-func Parse(data []byte, getenv func(string) string) (*Config, error) {
+func parse(data []byte, getenv func(string) string) (*Config, error) {
 	if err := checkKeys(data); err != nil {
 		return nil, err
 	}
@@ -100,7 +100,7 @@ func Parse(data []byte, getenv func(string) string) (*Config, error) {
 	for i := range c.Clients {
 		cl := &c.Clients[i]
 		if i < len(set.Clients) && !has(set.Clients[i], "access_token_lifetime") {
-			cl.AccessTokenLifetime = DefaultM2MLifetime
+			cl.AccessTokenLifetime = defaultM2MLifetime
 		}
 	}
 	if err := c.Validate(); err != nil {

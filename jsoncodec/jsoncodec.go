@@ -31,10 +31,10 @@ import (
 )
 
 // HandlerOptions installs the codec under both names Connect gives JSON,
-// and ProtoCodec for the binary format.
+// and protoCodec for the binary format.
 func HandlerOptions() []connect.HandlerOption {
 	return []connect.HandlerOption{connect.WithCodec(Codec{"json"}), connect.WithCodec(Codec{"json; charset=utf-8"}),
-		connect.WithCodec(ProtoCodec{})}
+		connect.WithCodec(protoCodec{})}
 }
 
 // Codec is a Connect codec for protobuf messages as proto3 JSON.

@@ -15,21 +15,21 @@ import (
 )
 
 var (
-	// ErrMismatch means the secret does not match the hash.
-	ErrMismatch = errors.New("passhash: mismatch")
-	// ErrMalformed means the hash is not one Verify accepts. Errors returned
-	// for malformed hashes are *MalformedError values that wrap ErrMalformed.
-	ErrMalformed = errors.New("passhash: malformed hash")
+	// errMismatch means the secret does not match the hash.
+	errMismatch = errors.New("passhash: mismatch")
+	// errMalformed means the hash is not one Verify accepts. Errors returned
+	// for malformed hashes are *MalformedError values that wrap errMalformed.
+	errMalformed = errors.New("passhash: malformed hash")
 )
 
-// MalformedError says why a hash is not accepted. errors.Is(err, ErrMalformed)
+// MalformedError says why a hash is not accepted. errors.Is(err, errMalformed)
 // holds for it.
 type MalformedError struct {
 	Reason string // e.g. "not a bcrypt or argon2id hash"
 }
 
-func (e *MalformedError) Error() string { return ErrMalformed.Error() + ": " + e.Reason }
-func (e *MalformedError) Unwrap() error { return ErrMalformed }
+func (e *MalformedError) Error() string { return errMalformed.Error() + ": " + e.Reason }
+func (e *MalformedError) Unwrap() error { return errMalformed }
 
 func malformed(format string, args ...any) error {
 	return &MalformedError{Reason: fmt.Sprintf(format, args...)}
@@ -195,8 +195,8 @@ func HashBcrypt(secret string, cost int) (string, error) {
 }
 
 // Verify checks secret against a bcrypt ($2a$, $2b$, $2y$) or argon2id (PHC
-// string) hash in constant time. It returns nil on a match, ErrMismatch, or an
-// error wrapping ErrMalformed when encoded is not a hash it accepts.
+// string) hash in constant time. It returns nil on a match, errMismatch, or an
+// error wrapping errMalformed when encoded is not a hash it accepts.
 //
 // Like every bcrypt implementation, a bcrypt hash considers only the first 72
 // bytes of the secret.
@@ -213,7 +213,7 @@ func Verify(encoded, secret string) error {
 	if a := p.argon; a != nil {
 		got := argon2id(secret, a)
 		if subtle.ConstantTimeCompare(got, a.key) != 1 {
-			return ErrMismatch
+			return errMismatch
 		}
 		return nil
 	}
@@ -222,7 +222,7 @@ func Verify(encoded, secret string) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, bcrypt.ErrMismatchedHashAndPassword):
-		return ErrMismatch
+		return errMismatch
 	default:
 		return malformed("bcrypt: %v", err)
 	}
@@ -273,7 +273,7 @@ var hashSlots = make(chan struct{}, runtime.GOMAXPROCS(0))
 var onHash func(delta int)
 
 // Validate reports whether encoded is a hash Verify accepts, without hashing
-// anything. Its error wraps ErrMalformed and says what is wrong.
+// anything. Its error wraps errMalformed and says what is wrong.
 func Validate(encoded string) error {
 	_, err := parse(encoded)
 	return err
