@@ -232,12 +232,10 @@ func Verify(encoded, secret string) error {
 // hash slots. x/crypto/argon2 allocates its work area (a.memory KiB) afresh
 // each time and drops it on return; left to the pacer, a run of logins piles
 // dead 19 MiB areas onto a heap allowed to grow to twice its live size, and
-// the process grows by that much (tokend peaked at 126–139 MB under a login
-// burst). A check with a work area of collectFrom or more therefore runs a
-// collection before it gives up its slot: the area it dropped is free before
-// the next check allocates one, so at most GOMAXPROCS areas exist at a time
-// (61–74 MB under the same burst, at the same logins per second). One
-// collection of tokend's small pointer heap costs far less than the check
+// the process grows by that much. A check with a work area of collectFrom or
+// more therefore runs a collection before it gives up its slot: the area it
+// dropped is free before the next check allocates one, so at most GOMAXPROCS
+// areas exist at a time. One collection of tokend's small pointer heap costs far less than the check
 // itself: the work area holds no pointers to mark.
 func argon2id(secret string, a *argonParams) (key []byte) {
 	inSlot(func() {

@@ -222,9 +222,8 @@ func (s *Server) routes() http.Handler {
 		connect.WithInterceptors(s.metrics.interceptor()),
 		connect.WithRecover(s.recoverPanic),
 		// Compress only what gzip pays for: a token response is a few hundred
-		// bytes of base64 that gzip barely shrinks, and compressing every
-		// one was 30% of a gRPC CreateToken's CPU (clients that accept gzip:
-		// grpc-go, ghz, browsers).
+		// bytes of base64 that gzip barely shrinks, at a large share of the
+		// call's CPU (clients that accept gzip: grpc-go, ghz, browsers).
 		connect.WithCompressMinBytes(compressMinBytes),
 	}
 	opts = append(opts, jsoncodec.HandlerOptions()...)
