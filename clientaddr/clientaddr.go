@@ -61,7 +61,7 @@ func (r *Resolver) Resolve(req *http.Request) netip.Addr {
 
 type ctxKey struct{}
 
-// Wrap puts every request's client address in its context (see From).
+// Wrap puts every request's client address in its context (see addrFrom).
 func (r *Resolver) Wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if a := r.Resolve(req); a.IsValid() {
@@ -71,8 +71,8 @@ func (r *Resolver) Wrap(h http.Handler) http.Handler {
 	})
 }
 
-// From returns the client address Wrap put in ctx.
-func From(ctx context.Context) (netip.Addr, bool) {
+// addrFrom returns the client address Wrap put in ctx.
+func addrFrom(ctx context.Context) (netip.Addr, bool) {
 	a, ok := ctx.Value(ctxKey{}).(netip.Addr)
 	return a, ok
 }
@@ -81,7 +81,7 @@ func From(ctx context.Context) (netip.Addr, bool) {
 // "host:port" as in http.Request.RemoteAddr), for requests that did not
 // pass through Wrap.
 func String(ctx context.Context, peer string) string {
-	if a, ok := From(ctx); ok {
+	if a, ok := addrFrom(ctx); ok {
 		return a.String()
 	}
 	if a := parseHost(peer); a.IsValid() {

@@ -40,8 +40,8 @@ func HandlerOptions() []connect.HandlerOption {
 // Codec is a Connect codec for protobuf messages as proto3 JSON.
 type Codec struct{ name string }
 
-// New returns a codec registered as name ("json" or "json; charset=utf-8").
-func New(name string) Codec { return Codec{name} }
+// newCodec returns a codec registered as name ("json" or "json; charset=utf-8").
+func newCodec(name string) Codec { return Codec{name} }
 
 // Name is the codec's name in content types.
 func (c Codec) Name() string { return c.name }
