@@ -86,10 +86,10 @@ const usage = `usage:
   tokend reload --config FILE    signal the server running with FILE (its pid_file) to re-read it
 `
 
-// servePprof serves Go's profiler on addr (TOKEND_PPROF_ADDR, unset: off),
-// on its own listener so it is never reachable through the service port.
-func servePprof(stderr io.Writer) {
-	addr := os.Getenv("TOKEND_PPROF_ADDR")
+// servePprof serves Go's profiler on addr (config.EnvPprofAddr; empty:
+// off), on its own listener so it is never reachable through the service
+// port.
+func servePprof(addr string, stderr io.Writer) {
 	if addr == "" {
 		return
 	}
@@ -108,22 +108,10 @@ func signalContext() (context.Context, context.CancelFunc) {
 }
 
 func dev(ctx context.Context, stdout, stderr io.Writer) error {
-	cfg, cred, err := server.DevConfig()
+	cfg, cred, err := server.DevConfig(os.Getenv)
 	if err != nil {
 		return err
 	}
-	if addr := os.Getenv("TOKEND_ADDR"); addr != "" {
-		old := cfg.Issuer
-		cfg.Addr, cfg.Issuer = addr, "http://"+addr
-		for i := range cfg.Clients { // the demo M2M client trusts tokend's own assertions
-			for j, iss := range cfg.Clients[i].AssertionIssuers {
-				if iss == old {
-					cfg.Clients[i].AssertionIssuers[j] = cfg.Issuer
-				}
-			}
-		}
-	}
-	cfg.Redis.URL = os.Getenv("TOKEND_REDIS_URL") // empty: embedded
 	server.PrintDevBanner(stdout, cfg, cred)
 	return server.Run(ctx, cfg, server.NewLogger(cfg.Log, stderr))
 }
@@ -144,7 +132,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := cfg.RequireSigningKeys(); err != nil {
 		return err
 	}
-	servePprof(stderr)
+	servePprof(os.Getenv(config.EnvPprofAddr), stderr)
 	return server.RunFile(ctx, *path, cfg, server.NewLogger(cfg.Log, stderr))
 }
 

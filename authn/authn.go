@@ -37,8 +37,8 @@ type Caller struct {
 
 type callerKey struct{}
 
-// WithCaller returns ctx carrying the verified caller.
-func WithCaller(ctx context.Context, c *Caller) context.Context {
+// withCaller returns ctx carrying the verified caller.
+func withCaller(ctx context.Context, c *Caller) context.Context {
 	return context.WithValue(ctx, callerKey{}, c)
 }
 
@@ -118,12 +118,12 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 				return
 			}
 			caller.Pending = nil
-			next.ServeHTTP(w, r.WithContext(WithCaller(ctx, caller)))
+			next.ServeHTTP(w, r.WithContext(withCaller(ctx, caller)))
 			return
 		}
 		hw := &heldWriter{ResponseWriter: w, check: func() error { return m.settle(ctx, caller) },
 			refuse: func(w http.ResponseWriter, err error) { m.refuse(w, r, err) }}
-		next.ServeHTTP(hw, r.WithContext(WithCaller(ctx, caller)))
+		next.ServeHTTP(hw, r.WithContext(withCaller(ctx, caller)))
 		hw.settle() // a handler that wrote nothing
 	})
 }

@@ -72,10 +72,10 @@ func (r *Resolver) ConnContext(ctx context.Context, c net.Conn) context.Context 
 	return ctx
 }
 
-// Wrap puts every request's client address in its context (see From).
+// Wrap puts every request's client address in its context (see addrFrom).
 func (r *Resolver) Wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if peer, ok := From(req.Context()); ok && !r.isTrusted(peer) {
+		if peer, ok := addrFrom(req.Context()); ok && !r.isTrusted(peer) {
 			h.ServeHTTP(w, req) // the connection's peer, recorded by ConnContext
 			return
 		}
@@ -86,8 +86,8 @@ func (r *Resolver) Wrap(h http.Handler) http.Handler {
 	})
 }
 
-// From returns the client address Wrap put in ctx.
-func From(ctx context.Context) (netip.Addr, bool) {
+// addrFrom returns the client address Wrap put in ctx.
+func addrFrom(ctx context.Context) (netip.Addr, bool) {
 	a, ok := ctx.Value(ctxKey{}).(netip.Addr)
 	return a, ok
 }
@@ -96,7 +96,7 @@ func From(ctx context.Context) (netip.Addr, bool) {
 // "host:port" as in http.Request.RemoteAddr), for requests that did not
 // pass through Wrap.
 func String(ctx context.Context, peer string) string {
-	if a, ok := From(ctx); ok {
+	if a, ok := addrFrom(ctx); ok {
 		return a.String()
 	}
 	if a := parseHost(peer); a.IsValid() {

@@ -87,6 +87,9 @@ type Tokens struct {
 	// MaxM2MTokensPerOwner is the most live (unexpired, revoked or not) M2M
 	// tokens one owner may hold; CreateToken beyond it is resource_exhausted.
 	MaxM2MTokensPerOwner int `yaml:"max_m2m_tokens_per_owner"`
+	// MaxAPITokensPerOwner is the most API tokens one user may hold;
+	// CreateToken beyond it is resource_exhausted.
+	MaxAPITokensPerOwner int `yaml:"max_api_tokens_per_owner"`
 }
 
 // LoginThrottle limits failed password logins: per (username, client
@@ -194,7 +197,7 @@ type Client struct {
 	AccessTokenLifetime Duration `yaml:"access_token_lifetime"`         // the most an M2M token may live; > 0 for client_credentials
 	AssertionIssuers    []string `yaml:"assertion_issuers,omitempty"`   // trusted issuers of client_assertion JWTs
 	AssertionAudiences  []string `yaml:"assertion_audiences,omitempty"` // when set, a client assertion's aud must name one of these (RFC 7523 §3)
-	OwnerClaim          string   `yaml:"owner_claim,omitempty"`         // claim of a client assertion naming the owner; Parse sets "sub" when empty
+	OwnerClaim          string   `yaml:"owner_claim,omitempty"`         // claim of a client assertion naming the owner; empty: defaultOwnerClaim
 	// ResourceAudiences are the audiences this client serves as a resource server: at RFC 7662
 	// introspection it sees tokens issued to it or whose aud names it or one of these, and no others.
 	ResourceAudiences []string `yaml:"resource_audiences,omitempty"`
@@ -225,11 +228,14 @@ func (c *Client) NumericID() (uint32, bool) {
 // AllowsGrant reports whether the client may use grant type g.
 func (c *Client) AllowsGrant(g string) bool { return slices.Contains(c.GrantTypes, g) }
 
-// OwnerClaimName returns OwnerClaim, or "sub" when it is empty (as in a
-// Client built in code rather than parsed).
+// defaultOwnerClaim is the claim of a client assertion that names the owner
+// when a client's owner_claim is empty.
+const defaultOwnerClaim = "sub"
+
+// OwnerClaimName returns OwnerClaim, or defaultOwnerClaim when it is empty.
 func (c *Client) OwnerClaimName() string {
 	if c.OwnerClaim == "" {
-		return "sub"
+		return defaultOwnerClaim
 	}
 	return c.OwnerClaim
 }
@@ -287,8 +293,8 @@ func parseDuration(n *yaml.Node) (Duration, error) {
 	return 0, fmt.Errorf("want a duration such as \"15m\", got %q", n.Value)
 }
 
-// DefaultM2MLifetime is a client's access_token_lifetime when its entry does not set one.
-const DefaultM2MLifetime = Duration(time.Hour)
+// defaultM2MLifetime is a client's access_token_lifetime when its entry does not set one.
+const defaultM2MLifetime = Duration(time.Hour)
 
 // Default returns the defaults that a configuration file overrides.
 func Default() Config {
@@ -309,6 +315,7 @@ func Default() Config {
 			SessionMaxLifetime: Duration(2160 * time.Hour),
 			// a line of its own, apart from the lifetimes above
 			MaxM2MTokensPerOwner: 10000,
+			MaxAPITokensPerOwner: 100,
 		},
 		LoginThrottle:      LoginThrottle{MaxFailures: 10, MaxFailuresPerUser: 100, Window: Duration(15 * time.Minute)},
 		ClientAuthThrottle: ClientAuthThrottle{MaxFailures: 10, Window: Duration(15 * time.Minute)},

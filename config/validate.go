@@ -44,6 +44,9 @@ func (c *Config) Validate() error {
 	if t.MaxM2MTokensPerOwner < 1 {
 		p.add("tokens.max_m2m_tokens_per_owner", "must be ≥ 1")
 	}
+	if t.MaxAPITokensPerOwner < 1 {
+		p.add("tokens.max_api_tokens_per_owner", "must be ≥ 1")
+	}
 	switch {
 	case t.RefreshReuseGrace < 0:
 		p.add("tokens.refresh_reuse_grace", "must be ≥ 0")

@@ -52,8 +52,6 @@ func NewM2M(store M2MStore, clients *Clients, assertions *Assertions, minter *to
 	return &M2M{store: store, clients: clients, assertions: assertions, minter: minter, log: log, now: time.Now}
 }
 
-const maxTokenName = 200
-
 // CreateToken issues an M2M access token (API.md section 4).
 func (h *M2M) CreateToken(ctx context.Context, req *connect.Request[m2mpb.CreateTokenRequest]) (*connect.Response[m2mpb.CreateTokenResponse], error) {
 	resp, err := h.create(ctx, req.Msg)
@@ -96,7 +94,7 @@ func (h *M2M) create(ctx context.Context, m *m2mpb.CreateTokenRequest) (*m2mpb.C
 		scopes = cl.Scopes
 	}
 	if len(m.TokenName) > maxTokenName {
-		return nil, invalidArgument("token_name is longer than 200 bytes")
+		return nil, invalidArgument("token_name is longer than " + strconv.Itoa(maxTokenName) + " bytes")
 	}
 
 	now := h.now().Truncate(time.Second)
@@ -220,8 +218,8 @@ func (h *M2M) GetTokens(ctx context.Context, req *connect.Request[m2mpb.GetToken
 		return nil
 	}
 	if ids := req.Msg.IdFilter; len(ids) > 0 {
-		if len(ids) > 1000 {
-			return invalidArgument("id_filter names more than 1000 ids")
+		if err := checkIDFilter(ids); err != nil {
+			return err
 		}
 		batch, err := h.store.GetM2MTokens(ctx, who.Pending, who.Owner, ids)
 		if err != nil {
@@ -242,8 +240,8 @@ func (h *M2M) DeleteTokens(ctx context.Context, req *connect.Request[m2mpb.Delet
 	if err != nil {
 		return nil, err
 	}
-	if len(req.Msg.IdFilter) > 1000 {
-		return nil, invalidArgument("id_filter names more than 1000 ids")
+	if err := checkIDFilter(req.Msg.IdFilter); err != nil {
+		return nil, err
 	}
 	bl, del, err := h.store.DeleteM2MTokens(ctx, who.Owner, req.Msg.IdFilter)
 	if err != nil {
@@ -304,4 +302,12 @@ func (h *M2M) ClientCredentialsGrant() GrantFunc {
 		return &OAuthTokenResponse{AccessToken: resp.AccessToken, TokenType: resp.TokenType,
 			ExpiresIn: resp.ExpiresIn, Scope: strings.Join(resp.Scope, " ")}, nil
 	}
+}
+
+// checkIDFilter refuses an id_filter longer than maxIDFilter.
+func checkIDFilter(ids []string) error {
+	if len(ids) > maxIDFilter {
+		return invalidArgument("id_filter names more than " + strconv.Itoa(maxIDFilter) + " ids")
+	}
+	return nil
 }

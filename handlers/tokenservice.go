@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -47,7 +48,6 @@ type APITokenPolicy struct {
 	MaxPerOwner int
 }
 
-const maxTokenNameLen = 200
 
 // TokenService implements priv.tokenservice.v1alpha1.TokenService: users
 // create long-lived API tokens and trade their secrets for short-lived
@@ -87,8 +87,8 @@ func (h *TokenService) CreateToken(ctx context.Context, req *connect.Request[tsv
 	}
 	owner := who.Owner
 	name := req.Msg.GetName()
-	if len(name) > maxTokenNameLen || !utf8.ValidString(name) {
-		return nil, invalidArgument("name must be valid UTF-8 of at most 200 bytes")
+	if len(name) > maxTokenName || !utf8.ValidString(name) {
+		return nil, invalidArgument("name must be valid UTF-8 of at most " + strconv.Itoa(maxTokenName) + " bytes")
 	}
 	now := h.now().Truncate(time.Second)
 	var expires time.Time

@@ -83,10 +83,9 @@ func (k keys) m2mIndexOf(ownerDigest string) string {
 	return k.prefix + ":m2m:{" + ownerDigest + "}:idx"
 }
 
-// m2mBlacklist: SET of the owner's blacklisted token ids. No TTL: entries
-// are removed with the index entry once the token has expired.
-func (k keys) m2mBlacklist(owner string) string { return k.m2mBlacklistOf(digest(owner)) }
-
+// m2mBlacklistOf: SET of the owner's blacklisted token ids, named by the
+// owner's digest. No TTL: entries are removed with the index entry once the
+// token has expired.
 func (k keys) m2mBlacklistOf(ownerDigest string) string {
 	return k.prefix + ":m2m:{" + ownerDigest + "}:bl"
 }

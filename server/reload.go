@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/redisstore"
 )
@@ -24,6 +26,7 @@ import (
 // SIGHUP (Reload). When cfg names a pid_file it writes its process id
 // there (for tokend reload) and removes it on the way out.
 func RunFile(ctx context.Context, path string, cfg *config.Config, log *slog.Logger) error {
+	goredis.SetLogger(redisLogger{log}) // process-wide: set where the process is run (see Run)
 	opts, shutdown, err := tracerFromEnv(ctx, os.Getenv)
 	if err != nil {
 		return err

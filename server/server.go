@@ -20,7 +20,6 @@ import (
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	goredis "github.com/redis/go-redis/v9"
 	"github.com/rs/cors"
 	"go.opentelemetry.io/otel/trace"
 
@@ -38,14 +37,6 @@ import (
 	"github.com/tokend/tokend/redisstore"
 	"github.com/tokend/tokend/tokens"
 )
-
-// maxAPITokensPerOwner bounds how many API tokens one user may hold, so no
-// user can grow the store without bound.
-const maxAPITokensPerOwner = 100
-
-// compressMinBytes is the smallest response message tokend compresses for a
-// client that accepts compression.
-const compressMinBytes = 1024
 
 // Server is one tokend process: every service on one handler.
 type Server struct {
@@ -72,9 +63,6 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	for _, w := range cfg.Warnings() {
 		log.Warn("doubtful configuration: " + w)
 	}
-	// go-redis reports dial failures on its own; route them into our log
-	// (at debug: every failing call already reports unavailable).
-	goredis.SetLogger(redisLogger{log})
 	replicas, err := redisstore.ParseReplicas(cfg.Redis.Durability.Replicas)
 	if err != nil {
 		return nil, fmt.Errorf("redis.durability.replicas: %w", err)
@@ -168,18 +156,14 @@ func every(ctx context.Context, d time.Duration, f func() bool) {
 	}
 }
 
-// Handler is the whole HTTP surface of the server.
-func (s *Server) Handler() http.Handler { return s.handler }
-
 // Store is the server's Redis store.
 func (s *Server) Store() *redisstore.Store { return s.store }
-
-// Keys is the server's signing key set.
-func (s *Server) Keys() *tokens.KeySet { return s.keys }
 
 // Close releases the store.
 func (s *Server) Close() error { return s.store.Close() }
 
+// redisLogger routes go-redis' own reports (dial failures) into the log,
+// at debug: every failing call already reports unavailable.
 type redisLogger struct{ log *slog.Logger }
 
 func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
@@ -219,7 +203,7 @@ func (s *Server) routes() http.Handler {
 	users := handlers.NewUsers(cfg.Users)
 	// One verified-secret cache for every client authentication: only the
 	// first call with a secret pays the slow hash.
-	clients := handlers.NewClients(cfg.Clients, passhash.NewSecretCache(10000, 10*time.Minute))
+	clients := handlers.NewClients(cfg.Clients, passhash.NewSecretCache(secretCacheSize, secretCacheTTL))
 	clients.Limit(s.clientLimit())
 	s.users, s.clients = users, clients
 	sessions := handlers.NewSessions(s.store, minter, handlers.SessionPolicy{
@@ -240,9 +224,9 @@ func (s *Server) routes() http.Handler {
 	oauth.Handle("authorization_code", codes.AuthorizationCodeGrant())
 	apiTokens := handlers.NewTokenService(s.store, users, minter, handlers.APITokenPolicy{
 		AccessTTL:   cfg.Tokens.AccessTTL.D(),
-		MaxPerOwner: maxAPITokensPerOwner,
+		MaxPerOwner: cfg.Tokens.MaxAPITokensPerOwner,
 	}, s.log)
-	s.background = append(s.background, func(ctx context.Context) { apiTokens.RecordUsage(ctx, 5*time.Second) })
+	s.background = append(s.background, func(ctx context.Context) { apiTokens.RecordUsage(ctx, usageFlushEvery) })
 	verifier := tokens.NewVerifier(s.keys, cfg.Issuer)
 	assertions := handlers.NewAssertions(verifier, cfg.Issuer, s.revoked, s.store, nil)
 	m2m := handlers.NewM2M(s.store, clients, assertions, minter, s.log)
@@ -257,9 +241,8 @@ func (s *Server) routes() http.Handler {
 		connect.WithInterceptors(s.interceptors()...),
 		connect.WithRecover(s.recoverPanic),
 		// Compress only what gzip pays for: a token response is a few hundred
-		// bytes of base64 that gzip barely shrinks, and compressing every
-		// one was 30% of a gRPC CreateToken's CPU (clients that accept gzip:
-		// grpc-go, ghz, browsers).
+		// bytes of base64 that gzip barely shrinks, at a large share of the
+		// call's CPU (clients that accept gzip: grpc-go, ghz, browsers).
 		connect.WithCompressMinBytes(compressMinBytes),
 	}
 	opts = append(opts, jsoncodec.HandlerOptions()...)
@@ -383,10 +366,10 @@ func (s *Server) revoked(ctx context.Context, c *tokens.Claims) (bool, error) {
 	return redisstore.Settle(ctx, gate...)
 }
 
-// sweepM2M removes expired M2M index and blacklist entries every minute.
-// Every replica runs it; the sweep is idempotent.
+// sweepM2M removes expired M2M index and blacklist entries every
+// m2mSweepEvery. Every replica runs it; the sweep is idempotent.
 func (s *Server) sweepM2M(ctx context.Context) {
-	every(ctx, time.Minute, func() bool {
+	every(ctx, m2mSweepEvery, func() bool {
 		if n, err := s.store.SweepM2M(ctx); err != nil {
 			s.log.WarnContext(ctx, "M2M sweep", "err", err)
 		} else if n > 0 {
