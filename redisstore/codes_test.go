@@ -111,10 +111,10 @@ func runCodeConformance(t *testing.T, newStore func(t *testing.T) (*Store, redis
 			check CodeCheck
 			want  error
 		}{
-			{"other client", code, CodeCheck{"1002", good.RedirectURI, challenge}, ErrNotFound},
-			{"other redirect", code, CodeCheck{"1001", good.RedirectURI + "x", challenge}, ErrRedirectMismatch},
-			{"no verifier", code, CodeCheck{"1001", good.RedirectURI, ""}, ErrVerifierMismatch},
-			{"wrong verifier", code, CodeCheck{"1001", good.RedirectURI, strings.Repeat("A", 43)}, ErrVerifierMismatch},
+			{"other client", code, CodeCheck{"1002", good.RedirectURI, challenge, ""}, ErrNotFound},
+			{"other redirect", code, CodeCheck{"1001", good.RedirectURI + "x", challenge, ""}, ErrRedirectMismatch},
+			{"no verifier", code, CodeCheck{"1001", good.RedirectURI, "", ""}, ErrVerifierMismatch},
+			{"wrong verifier", code, CodeCheck{"1001", good.RedirectURI, strings.Repeat("A", 43), ""}, ErrVerifierMismatch},
 			{"unknown code", fam + "." + randomB64(32), good, ErrNotFound},
 			{"unknown family", NewFamilyID() + code[familyLen:], good, ErrNotFound},
 			{"malformed code", code + "x", good, ErrNotFound},
@@ -174,7 +174,7 @@ func runCodeConformance(t *testing.T, newStore func(t *testing.T) (*Store, redis
 		if _, _, err := s.ExchangeCode(ctx, code2, good, hour); err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := s.ExchangeCode(ctx, code2, CodeCheck{"1002", good.RedirectURI, challenge}, hour); !errors.Is(err, ErrNotFound) {
+		if _, _, err := s.ExchangeCode(ctx, code2, CodeCheck{"1002", good.RedirectURI, challenge, ""}, hour); !errors.Is(err, ErrNotFound) {
 			t.Errorf("replay by another client: %v, want ErrNotFound", err)
 		}
 		if active, _ := s.FamilyActive(ctx, fam2); !active {

@@ -87,6 +87,7 @@ func runConformance(t *testing.T, newClient func(t *testing.T) redis.UniversalCl
 		return New(c, Options{Prefix: fmt.Sprintf("tokend%d", prefixes.Add(1))}), c
 	}
 	sess := Session{UserID: "42", ClientID: "1001", Scope: "profile read", AuthTime: 1_700_000_000}
+	runDPoPConformance(t, newStore)
 
 	t.Run("CreateRotate", func(t *testing.T) {
 		s, c := newStore(t)

@@ -1,0 +1,97 @@
+package dpop
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"net/http"
+)
+
+// request is what Wrap keeps of a request carrying a DPoP header, for Bind.
+type request struct {
+	c      *Checker
+	proofs []string
+	target Target
+}
+
+type requestKey struct{}
+
+// Wrap has every request that carries a DPoP header keep it, with the method and URL it came to,
+// for the token calls' Bind; when nonces are on, such a request's response carries the current
+// nonce in DPoP-Nonce. It checks nothing itself: requests without the header pass untouched.
+func (c *Checker) Wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		proofs := r.Header.Values(ProofHeader)
+		if len(proofs) == 0 {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if c.nonces != nil {
+			if n, err := c.nonces.Current(r.Context()); err == nil {
+				w.Header().Set(NonceHeader, n)
+			}
+		}
+		req := &request{c: c, proofs: proofs, target: TargetOf(r, "")}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestKey{}, req)))
+	})
+}
+
+// TargetOf is the Target of r, with accessToken for ath.
+func TargetOf(r *http.Request, accessToken string) Target {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return Target{Method: r.Method, Scheme: scheme, Host: r.Host, Path: r.URL.EscapedPath(), AccessToken: accessToken}
+}
+
+// Present reports whether ctx's request carries a DPoP header.
+func Present(ctx context.Context) bool {
+	_, ok := ctx.Value(requestKey{}).(*request)
+	return ok
+}
+
+// Bind checks the DPoP proof of ctx's request for a token call and records it against replay:
+// the thumbprint to bind the tokens to, or "" when the request carries no proof. It is called by
+// every token-issuing call once the client is authenticated (so that no unauthenticated caller
+// makes tokend write a replay record). Failures are an *Error, or another error when the replay
+// record cannot be written (unavailable).
+func Bind(ctx context.Context) (string, error) {
+	req, ok := ctx.Value(requestKey{}).(*request)
+	if !ok {
+		return "", nil
+	}
+	if len(req.proofs) != 1 {
+		return "", invalid("exactly one DPoP header is allowed")
+	}
+	p, err := req.c.Check(ctx, req.proofs[0], req.target)
+	if err != nil {
+		return "", err
+	}
+	if err := req.c.Record(ctx, p); err != nil {
+		return "", err
+	}
+	return p.JKT, nil
+}
+
+// ErrRequired is the refusal of a token call without a proof by a client that must send one, or
+// of a refresh token bound to a key without a proof of that key.
+func ErrRequired() *Error { return invalid("this client must send a DPoP proof") }
+
+// ErrKeyMismatch is the refusal of a proof whose key is not the one the token or session is
+// bound to.
+func ErrKeyMismatch() *Error { return invalid("DPoP proof key does not match the bound key") }
+
+// IsUnavailable reports whether err from Bind or Record is the replay or nonce store failing
+// (not a refused proof).
+func IsUnavailable(err error) bool {
+	_, refused := As(err)
+	return err != nil && !refused && !errors.Is(err, context.Canceled)
+}
+
+func randomB64(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
