@@ -55,7 +55,7 @@ func (e *Error) SetHeaders(h http.Header) {
 // ConnectError is e for Connect, gRPC and gRPC-Web: unauthenticated, with the RFC 9449 error code
 // in its message and WWW-Authenticate and DPoP-Nonce in its metadata.
 func (e *Error) ConnectError() *connect.Error {
-	ce := connect.NewError(connect.CodeUnauthenticated, errors.New(e.Error()))
+	ce := connect.NewError(connect.CodeUnauthenticated, e)
 	e.SetHeaders(ce.Meta())
 	return ce
 }

@@ -58,18 +58,11 @@ func Present(ctx context.Context) bool {
 // makes tokend write a replay record). Failures are an *Error, or another error when the replay
 // record cannot be written (unavailable).
 func Bind(ctx context.Context) (string, error) {
-	req, ok := ctx.Value(requestKey{}).(*request)
-	if !ok {
-		return "", nil
-	}
-	if len(req.proofs) != 1 {
-		return "", invalid("exactly one DPoP header is allowed")
-	}
-	p, err := req.c.Check(ctx, req.proofs[0], req.target)
-	if err != nil {
+	p, err := Peek(ctx)
+	if p == nil || err != nil {
 		return "", err
 	}
-	if err := req.c.Record(ctx, p); err != nil {
+	if err := Record(ctx, p); err != nil {
 		return "", err
 	}
 	return p.JKT, nil
@@ -94,4 +87,26 @@ func randomB64(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // never fails (crypto/rand)
 	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// Peek checks the DPoP proof of ctx's request for a token call without recording it: nil when the
+// request carries none. The caller records it with Record once it acts on it.
+func Peek(ctx context.Context) (*Proof, error) {
+	req, ok := ctx.Value(requestKey{}).(*request)
+	if !ok {
+		return nil, nil
+	}
+	if len(req.proofs) != 1 {
+		return nil, invalid("exactly one DPoP header is allowed")
+	}
+	return req.c.Check(ctx, req.proofs[0], req.target)
+}
+
+// Record records p, from Peek on ctx's request, against replay (see Checker.Record).
+func Record(ctx context.Context, p *Proof) error {
+	req, ok := ctx.Value(requestKey{}).(*request)
+	if !ok {
+		return errors.New("dpop: Record without a proof")
+	}
+	return req.c.Record(ctx, p)
 }

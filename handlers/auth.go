@@ -177,7 +177,7 @@ func (h *Auth) AuthorizationCodeGrant() GrantFunc {
 		}
 		return &OAuthTokenResponse{
 			AccessToken:  res.Access,
-			TokenType:    "Bearer",
+			TokenType:    tokenType(res.JKT),
 			ExpiresIn:    secondsUntil(res.AccessExp, time.Now()),
 			RefreshToken: res.Refresh,
 			Scope:        res.Scope,
@@ -216,7 +216,11 @@ func (h *Auth) exchange(ctx context.Context, in exchangeInput) (exchanged, error
 	if h.users.Ready() != nil { // before the code is consumed
 		return exchanged{}, connect.NewError(connect.CodeUnavailable, errUnavailable)
 	}
-	check := redisstore.CodeCheck{ClientID: cl.ID, RedirectURI: in.RedirectURI}
+	jkt, err := bindProof(ctx, h.log, cl)
+	if err != nil {
+		return exchanged{}, err
+	}
+	check := redisstore.CodeCheck{ClientID: cl.ID, RedirectURI: in.RedirectURI, JKT: sessionKey(jkt, cl)}
 	if in.Verifier != "" {
 		check.Challenge = s256(in.Verifier)
 	}
@@ -244,8 +248,8 @@ func (h *Auth) exchange(ctx context.Context, in exchangeInput) (exchanged, error
 		}
 		return exchanged{}, connect.NewError(connect.CodeUnauthenticated, errBadCode)
 	}
-	sess := redisstore.Session{UserID: ac.UserID, ClientID: cl.ID, Scope: ac.Scope, AuthTime: ac.IssuedAt.Unix()}
-	pair, err := h.sessions.mintPair(sess, rt)
+	sess := redisstore.Session{UserID: ac.UserID, ClientID: cl.ID, Scope: ac.Scope, AuthTime: ac.IssuedAt.Unix(), JKT: check.JKT}
+	pair, err := h.sessions.mintPair(sess, rt, jkt)
 	if err != nil {
 		return exchanged{}, err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/tokend/tokend/authz"
 	"github.com/tokend/tokend/clientaddr"
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/dpop"
 	authv1 "github.com/tokend/tokend/gen/auth/v1"
 	"github.com/tokend/tokend/gen/auth/v1/authv1connect"
 	"github.com/tokend/tokend/redisstore"
@@ -132,7 +133,16 @@ func (h *AuthV1) Login(ctx context.Context, username, password, peerAddr, client
 	if err := h.throttle.LimitForgive(ctx, groups...); err != nil {
 		return nil, storeError(ctx, h.log, "login limit", err)
 	}
-	resp, err := h.StartSession(ctx, redisstore.Session{UserID: userID, ClientID: clientID, Scope: scope, AuthTime: time.Now().Unix()})
+	var cl *config.Client
+	if clientID != "" {
+		cl, _ = h.clients.Get(clientID)
+	}
+	jkt, err := bindProof(ctx, h.log, cl)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := h.StartSession(ctx, redisstore.Session{UserID: userID, ClientID: clientID, Scope: scope, AuthTime: time.Now().Unix(),
+		JKT: sessionKey(jkt, cl)}, jkt)
 	if err != nil {
 		return nil, err
 	}
@@ -217,6 +227,12 @@ func (h *AuthV1) refresh(ctx context.Context, token string, by presenter) (*auth
 	if h.users.Ready() != nil || h.clients.Ready() != nil { // before the token is consumed
 		return nil, redisstore.Session{}, connect.NewError(connect.CodeUnavailable, errUnavailable)
 	}
+	// The proof is checked before the token is consumed (a client told to fetch a nonce retries
+	// with the same token) and recorded against replay once the rotation has authenticated it.
+	proof, err := dpop.Peek(ctx)
+	if err != nil {
+		return nil, redisstore.Session{}, dpopError(ctx, h.log, err)
+	}
 	next, sess, err := h.sessions.RotateRefresh(ctx, token, redisstore.Rotation{TTL: h.policy.RefreshTTL,
 		Grace: h.policy.ReuseGrace, MaxReplays: maxGraceReplays, MaxLifetime: h.policy.MaxLifetime})
 	switch {
@@ -239,8 +255,42 @@ func (h *AuthV1) refresh(ctx context.Context, token string, by presenter) (*auth
 			"presented_by", by.ClientID, "reason", refusal.Error())
 		return nil, sess, refusal
 	}
-	resp, err := h.tokenResponse(sess, next)
+	jkt, err := h.refreshKey(ctx, sess, proof)
+	if err != nil {
+		if _, stolen := dpop.As(err); stolen && sess.JKT != "" { // a bound refresh token without its key
+			if rerr := h.sessions.RevokeFamily(ctx, next.FamilyID); rerr != nil {
+				return nil, sess, storeError(ctx, h.log, "revoke refresh family", rerr)
+			}
+			h.log.WarnContext(ctx, "DPoP-bound refresh token presented without its key; session revoked", "sub", sess.UserID)
+		}
+		return nil, sess, err
+	}
+	resp, err := h.tokenResponse(sess, next, jkt)
 	return resp, sess, err
+}
+
+// refreshKey is refresh's DPoP step after the rotation: a session bound to a key needs a proof of
+// that key, a client with dpop_bound_access_tokens a proof; the proof, if any, is recorded against
+// replay. It returns the key to bind the new access token to.
+func (h *AuthV1) refreshKey(ctx context.Context, sess redisstore.Session, proof *dpop.Proof) (string, error) {
+	var cl *config.Client
+	if sess.ClientID != "" {
+		cl, _ = h.clients.Get(sess.ClientID)
+	}
+	switch {
+	case proof == nil && sess.JKT != "":
+		return "", dpop.ErrRequired().ConnectError()
+	case proof == nil && cl != nil && cl.DPoPBoundAccessTokens:
+		return "", dpop.ErrRequired().ConnectError()
+	case proof == nil:
+		return "", nil
+	case sess.JKT != "" && proof.JKT != sess.JKT:
+		return "", dpop.ErrKeyMismatch().ConnectError()
+	}
+	if err := dpop.Record(ctx, proof); err != nil {
+		return "", dpopError(ctx, h.log, err)
+	}
+	return proof.JKT, nil
 }
 
 // mayRefresh is refresh's check of a rotated session against who presented
@@ -286,36 +336,39 @@ func (h *AuthV1) Logout(ctx context.Context, req *connect.Request[authv1.LogoutR
 
 // StartSession creates a refresh-token family for sess and returns the first
 // token pair.
-func (h *AuthV1) StartSession(ctx context.Context, sess redisstore.Session) (*authv1.TokenResponse, error) {
+// The access token is bound to the DPoP key jkt ("" for none); sess.JKT binds the refresh tokens.
+func (h *AuthV1) StartSession(ctx context.Context, sess redisstore.Session, jkt string) (*authv1.TokenResponse, error) {
 	issued, err := h.sessions.CreateRefresh(ctx, sess, h.policy.refreshTTL())
 	if err != nil {
 		return nil, storeError(ctx, h.log, "create refresh token", err)
 	}
-	return h.tokenResponse(sess, issued)
+	return h.tokenResponse(sess, issued, jkt)
 }
 
 // sessionTokens is a session's token pair with absolute expiry times.
 type sessionTokens struct {
 	Access, Refresh       string
 	AccessExp, RefreshExp time.Time
+	JKT                   string // the DPoP key the access token is bound to ("" for none)
 }
 
-// mintPair signs the access token that goes with refresh token rt. It
-// expires with the session at the latest.
-func (h *AuthV1) mintPair(sess redisstore.Session, rt redisstore.IssuedRefresh) (sessionTokens, error) {
+// mintPair signs the access token that goes with refresh token rt, bound to
+// the DPoP key jkt ("" for a bearer token). It expires with the session at
+// the latest.
+func (h *AuthV1) mintPair(sess redisstore.Session, rt redisstore.IssuedRefresh, jkt string) (sessionTokens, error) {
 	ttl := h.policy.AccessTTL
 	if end := sess.End(h.policy.MaxLifetime); !end.IsZero() {
 		ttl = min(ttl, max(time.Until(end), time.Second))
 	}
-	access, exp, err := h.minter.Mint(SessionClaims(h.minter.Issuer(), sess, rt.FamilyID), ttl)
+	access, exp, err := h.minter.Mint(bind(SessionClaims(h.minter.Issuer(), sess, rt.FamilyID), jkt), ttl)
 	if err != nil {
 		return sessionTokens{}, connect.NewError(connect.CodeInternal, errInternal)
 	}
-	return sessionTokens{Access: access, AccessExp: exp, Refresh: rt.Token, RefreshExp: rt.ExpiresAt}, nil
+	return sessionTokens{Access: access, AccessExp: exp, Refresh: rt.Token, RefreshExp: rt.ExpiresAt, JKT: jkt}, nil
 }
 
-func (h *AuthV1) tokenResponse(sess redisstore.Session, rt redisstore.IssuedRefresh) (*authv1.TokenResponse, error) {
-	p, err := h.mintPair(sess, rt)
+func (h *AuthV1) tokenResponse(sess redisstore.Session, rt redisstore.IssuedRefresh, jkt string) (*authv1.TokenResponse, error) {
+	p, err := h.mintPair(sess, rt, jkt)
 	if err != nil {
 		return nil, err
 	}
@@ -324,7 +377,7 @@ func (h *AuthV1) tokenResponse(sess redisstore.Session, rt redisstore.IssuedRefr
 		AccessToken:      p.Access,
 		RefreshToken:     p.Refresh,
 		ExpiresIn:        secondsUntil(p.AccessExp, now),
-		TokenType:        "Bearer",
+		TokenType:        tokenType(jkt),
 		RefreshExpiresIn: secondsUntil(p.RefreshExp, now),
 	}, nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/tokend/tokend/authn"
 	"github.com/tokend/tokend/clientaddr"
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/dpop"
 	m2mpb "github.com/tokend/tokend/gen/m2moauthserver/pb"
 	"github.com/tokend/tokend/gen/m2moauthserver/pb/m2mpbconnect"
 	"github.com/tokend/tokend/redisstore"
@@ -123,6 +124,10 @@ func (h *M2M) create(ctx context.Context, m *m2mpb.CreateTokenRequest) (*m2mpb.C
 	if owner == "" {
 		return nil, connect.NewError(connect.CodePermissionDenied, errors.New("no owner: the client has none configured"))
 	}
+	jkt, err := bindProof(ctx, h.log, cl)
+	if err != nil {
+		return nil, err
+	}
 
 	claims := &tokens.Claims{ClientID: cl.ID, Scope: strings.Join(scopes, " "), Kind: tokens.KindClient,
 		Owner: owner, Name: m.TokenName}
@@ -132,7 +137,7 @@ func (h *M2M) create(ctx context.Context, m *m2mpb.CreateTokenRequest) (*m2mpb.C
 	}
 	claims.Subject = cl.ID
 	claims.Audience = aud
-	tok, exp, err := h.minter.Mint(claims, ttl)
+	tok, exp, err := h.minter.Mint(bind(claims, jkt), ttl)
 	if err != nil {
 		h.log.ErrorContext(ctx, "sign M2M token", "err", err)
 		return nil, connect.NewError(connect.CodeInternal, errors.New("internal error"))
@@ -146,7 +151,7 @@ func (h *M2M) create(ctx context.Context, m *m2mpb.CreateTokenRequest) (*m2mpb.C
 	if !exp.IsZero() {
 		expiresIn = int64(exp.Sub(h.now()).Round(time.Second) / time.Second)
 	}
-	return &m2mpb.CreateTokenResponse{AccessToken: tok, TokenType: "Bearer", ExpiresIn: expiresIn, Scope: scopes}, nil
+	return &m2mpb.CreateTokenResponse{AccessToken: tok, TokenType: tokenType(jkt), ExpiresIn: expiresIn, Scope: scopes}, nil
 }
 
 // authenticate checks the client's secret or client assertion; with an
@@ -291,7 +296,7 @@ func (h *M2M) ClientCredentialsGrant() GrantFunc {
 		}
 		resp, err := h.create(ctx, m)
 		if err != nil {
-			if connect.CodeOf(err) == connect.CodeUnauthenticated {
+			if _, proof := dpop.As(err); !proof && connect.CodeOf(err) == connect.CodeUnauthenticated {
 				return nil, InvalidClient()
 			}
 			return nil, err

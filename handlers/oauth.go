@@ -15,6 +15,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/tokend/tokend/clientaddr"
+	"github.com/tokend/tokend/dpop"
 )
 
 // OAuthTokenRequest is a parsed POST /oauth/token request (RFC 6749 §3.2).
@@ -44,6 +45,8 @@ type OAuthError struct {
 	RetryAfter  int64  `json:"-"` // seconds; sent as Retry-After when > 0
 	Code        string `json:"error"`
 	Description string `json:"error_description,omitempty"`
+	// Proof is set for a refused DPoP proof: its WWW-Authenticate and DPoP-Nonce go out too.
+	Proof *dpop.Error `json:"-"`
 }
 
 func (e *OAuthError) Error() string { return e.Code + ": " + e.Description }
@@ -181,6 +184,9 @@ func OAuthErrorFrom(err error) *OAuthError {
 	if errors.As(err, &oe) {
 		return oe
 	}
+	if de, ok := dpop.As(err); ok { // RFC 9449 §5, §8: 400 with invalid_dpop_proof or use_dpop_nonce
+		return &OAuthError{Status: http.StatusBadRequest, Code: de.Code, Description: de.Description, Proof: de}
+	}
 	var ce *connect.Error
 	msg := "internal error"
 	if errors.As(err, &ce) {
@@ -221,6 +227,9 @@ func InvalidClient() *OAuthError {
 func writeOAuthJSON(w http.ResponseWriter, status int, v any) {
 	if oe, ok := v.(*OAuthError); ok && oe.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.FormatInt(oe.RetryAfter, 10))
+	}
+	if oe, ok := v.(*OAuthError); ok && oe.Proof != nil {
+		oe.Proof.SetHeaders(w.Header())
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")

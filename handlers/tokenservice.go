@@ -153,6 +153,10 @@ func (h *TokenService) GetAccessToken(ctx context.Context, req *connect.Request[
 		}
 		return nil, connect.NewError(connect.CodeUnauthenticated, errBadAPIToken)
 	}
+	jkt, err := bindProof(ctx, h.log, nil)
+	if err != nil {
+		return nil, err
+	}
 	h.usage.Record(id, now)
 	ttl := h.policy.AccessTTL
 	if !rec.ExpiresAt.IsZero() && rec.ExpiresAt.Sub(now) < ttl {
@@ -161,7 +165,7 @@ func (h *TokenService) GetAccessToken(ctx context.Context, req *connect.Request[
 	c := &tokens.Claims{Kind: tokens.KindAPIToken, APITokenID: rec.ID, ClientID: authz.FirstPartyClientID}
 	c.Subject = rec.Owner
 	c.Audience = []string{h.minter.Issuer()}
-	access, exp, err := h.minter.Mint(c, ttl)
+	access, exp, err := h.minter.Mint(bind(c, jkt), ttl)
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInternal, errInternal)
 	}
