@@ -187,7 +187,7 @@ func TestNonces(t *testing.T) {
 	if _, err := c.Check(t.Context(), k.Proof("POST", issuer+path, dpoptest.Opts{Nonce: first}), target); err != nil {
 		t.Fatalf("current nonce: %v", err)
 	}
-	store.rotate("second") // another replica rotated; this one has not looked yet
+	store.rotate("second")             // another replica rotated; this one has not looked yet
 	time.Sleep(110 * time.Millisecond) // unknown nonces make it look again, at most every 100ms
 	if _, err := c.Check(t.Context(), k.Proof("POST", issuer+path, dpoptest.Opts{Nonce: "second"}), target); err != nil {
 		t.Fatalf("nonce rotated in elsewhere: %v", err)
