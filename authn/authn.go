@@ -232,9 +232,6 @@ func (m *Middleware) settle(ctx context.Context, c *Caller) error {
 
 func (m *Middleware) refuse(w http.ResponseWriter, r *http.Request, err error) {
 	if de, ok := dpop.As(err); ok {
-		if de.Code == dpop.CodeUseNonce && de.Nonce == "" {
-			de.Nonce = w.Header().Get(dpop.NonceHeader)
-		}
 		de.SetHeaders(w.Header())
 		err = connect.NewError(connect.CodeUnauthenticated, errors.New(de.Error()))
 		if m.OnRefused != nil {

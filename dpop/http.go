@@ -29,7 +29,7 @@ func (c *Checker) Wrap(next http.Handler) http.Handler {
 		}
 		if c.nonces != nil {
 			if n, err := c.nonces.Current(r.Context()); err == nil {
-				w.Header().Set(NonceHeader, n)
+				w = &nonceWriter{ResponseWriter: w, nonce: n}
 			}
 		}
 		req := &request{c: c, proofs: proofs, target: TargetOf(r, "")}
@@ -110,3 +110,34 @@ func Record(ctx context.Context, p *Proof) error {
 	}
 	return req.c.Record(ctx, p)
 }
+
+// nonceWriter adds DPoP-Nonce to a response that has none yet when its header goes out (an error
+// that carries a nonce of its own keeps it: one value, never two).
+type nonceWriter struct {
+	http.ResponseWriter
+	nonce string
+	sent  bool
+}
+
+func (w *nonceWriter) addNonce() {
+	if !w.sent {
+		w.sent = true
+		if h := w.ResponseWriter.Header(); h.Get(NonceHeader) == "" {
+			h.Set(NonceHeader, w.nonce)
+		}
+	}
+}
+
+func (w *nonceWriter) WriteHeader(code int) { w.addNonce(); w.ResponseWriter.WriteHeader(code) }
+
+func (w *nonceWriter) Write(b []byte) (int, error) { w.addNonce(); return w.ResponseWriter.Write(b) }
+
+func (w *nonceWriter) Flush() {
+	w.addNonce()
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (w *nonceWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
