@@ -22,6 +22,8 @@ import (
 	authv1 "github.com/tokend/tokend/gen/auth/v1"
 	"github.com/tokend/tokend/gen/auth/v1/authv1connect"
 	m2mpb "github.com/tokend/tokend/gen/m2moauthserver/pb"
+	tsv1 "github.com/tokend/tokend/gen/priv/tokenservice/v1alpha1"
+	"github.com/tokend/tokend/gen/priv/tokenservice/v1alpha1/tokenservicev1alpha1connect"
 	"github.com/tokend/tokend/gen/m2moauthserver/pb/m2mpbconnect"
 )
 
@@ -434,4 +436,64 @@ func TestDPoPDiscoveryAndCORS(t *testing.T) {
 	if !strings.Contains(exp, "dpop-nonce") || !strings.Contains(exp, "www-authenticate") {
 		t.Fatalf("exposed headers %q", exp)
 	}
+}
+
+// TestDPoPRevocation: binding adds a check, never a revocation source: a bound token dies with
+// exactly what kills its bearer twin (authz.Sources). A first-party session's bound token dies
+// with the session's logout; a bound token traded for an API token (GetAccessToken, by the API
+// token's secret: the only credential that path takes) dies with the API token.
+func TestDPoPRevocation(t *testing.T) {
+	ts := start(t, "", nil)
+	k := dpoptest.NewES256()
+	hc, p := dpopProtocols["connect+json"]()
+	auth := func(proc string) authv1connect.AuthServiceClient {
+		return authv1connect.NewAuthServiceClient(hc, ts.URL, p, headers("DPoP", k.Proof("POST", ts.URL+proc, dpoptest.Opts{})))
+	}
+	login, err := auth(authv1connect.AuthServiceTokenProcedure).Token(t.Context(), login("alice", password))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := login.Msg.AccessToken
+	api := func(token, proc string) tokenservicev1alpha1connect.TokenServiceClient {
+		return tokenservicev1alpha1connect.NewTokenServiceClient(hc, ts.URL, p, headers("Authorization", "DPoP "+token,
+			"DPoP", k.Proof("POST", ts.URL+proc, dpoptest.Opts{AccessToken: token})))
+	}
+	m2mDelete := func(token string) error {
+		proc := m2mpbconnect.M2MOAuthServiceDeleteTokensProcedure
+		_, err := m2mpbconnect.NewM2MOAuthServiceClient(hc, ts.URL, p, headers("Authorization", "DPoP "+token,
+			"DPoP", k.Proof("POST", ts.URL+proc, dpoptest.Opts{AccessToken: token}))).
+			DeleteTokens(t.Context(), connect.NewRequest(&m2mpb.DeleteTokensRequest{IdFilter: []string{"none"}}))
+		return err
+	}
+	created, err := api(at, tokenservicev1alpha1connect.TokenServiceCreateTokenProcedure).CreateToken(t.Context(), connect.NewRequest(&tsv1.CreateTokenRequest{Name: "bound"}))
+	if err != nil {
+		t.Fatalf("CreateToken with a bound first-party token: %v", err)
+	}
+	traded, err := tokenservicev1alpha1connect.NewTokenServiceClient(hc, ts.URL, p, headers("DPoP",
+		k.Proof("POST", ts.URL+tokenservicev1alpha1connect.TokenServiceGetAccessTokenProcedure, dpoptest.Opts{}))).
+		GetAccessToken(t.Context(), connect.NewRequest(&tsv1.GetAccessTokenRequest{Token: created.Msg.Token.Secret}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiAT := traded.Msg.AccessToken
+	if c := verifyWithJWKS(t, ts, apiAT); c["kind"] != "api_token" || c["cnf"].(map[string]any)["jkt"] != k.Thumbprint() {
+		t.Fatalf("traded token claims %v", c)
+	}
+	// An API-token token may not create API tokens (first-party sessions only), bound or not.
+	_, err = api(apiAT, tokenservicev1alpha1connect.TokenServiceCreateTokenProcedure).CreateToken(t.Context(), connect.NewRequest(&tsv1.CreateTokenRequest{}))
+	wantCode(t, err, connect.CodePermissionDenied)
+	if err := m2mDelete(apiAT); err != nil {
+		t.Fatalf("bound API-token token on an M2M call: %v", err)
+	}
+	// Deleting the API token kills the bound token traded for it.
+	if _, err := api(at, tokenservicev1alpha1connect.TokenServiceDeleteTokenProcedure).DeleteToken(t.Context(), connect.NewRequest(&tsv1.DeleteTokenRequest{Id: created.Msg.Token.Id})); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, m2mDelete(apiAT), connect.CodeUnauthenticated)
+	// Logging out kills the session's bound token.
+	if _, err := auth(authv1connect.AuthServiceLogoutProcedure).Logout(t.Context(), connect.NewRequest(&authv1.LogoutRequest{RefreshToken: login.Msg.RefreshToken})); err != nil {
+		t.Fatal(err)
+	}
+	_, err = api(at, tokenservicev1alpha1connect.TokenServiceListTokensProcedure).ListTokens(t.Context(), connect.NewRequest(&tsv1.ListTokensRequest{}))
+	wantCode(t, err, connect.CodeUnauthenticated)
 }
