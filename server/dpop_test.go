@@ -19,6 +19,7 @@ import (
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/dpop/dpopclient"
 	"github.com/tokend/tokend/dpop/dpoptest"
+	"github.com/tokend/tokend/gen/auth/authpbconnect"
 	authv1 "github.com/tokend/tokend/gen/auth/v1"
 	"github.com/tokend/tokend/gen/auth/v1/authv1connect"
 	m2mpb "github.com/tokend/tokend/gen/m2moauthserver/pb"
@@ -496,4 +497,50 @@ func TestDPoPRevocation(t *testing.T) {
 	}
 	_, err = api(at, tokenservicev1alpha1connect.TokenServiceListTokensProcedure).ListTokens(t.Context(), connect.NewRequest(&tsv1.ListTokensRequest{}))
 	wantCode(t, err, connect.CodeUnauthenticated)
+}
+
+// TestDPoPPublicClientExchange: a public client's code exchange with a proof binds the access token
+// and the refresh token (the family records the key): the refresh_token grant of /oauth/token
+// needs a proof by that key.
+func TestDPoPPublicClientExchange(t *testing.T) {
+	ts := startCodeServer(t, nil)
+	k := dpoptest.NewES256()
+	req := codeRequest(1002, codeRedirect, "read")
+	req.CodeChallenge, req.CodeChallengeMethod = testChallenge, "S256"
+	code, err := codeClient(ts, accessToken(t, ts, "alice")).GenerateAuthorizationCode(t.Context(), connect.NewRequest(req))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := authpbconnect.NewAuthServiceClient(http.DefaultClient, ts.URL, connect.WithProtoJSON(),
+		headers("DPoP", k.Proof("POST", ts.URL+authpbconnect.AuthServiceExchangeTokenProcedure, dpoptest.Opts{})))
+	ex, err := c.ExchangeToken(t.Context(), exchangeReq(code.Msg.Code, 1002, "", codeRedirect, testVerifier))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if jkt := verifyWithJWKS(t, ts, ex.Msg.AccessToken)["cnf"].(map[string]any)["jkt"]; jkt != k.Thumbprint() {
+		t.Fatalf("exchanged token bound to %v", jkt)
+	}
+	refresh := func(proof string) (int, map[string]any) {
+		form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {ex.Msg.RefreshToken}, "client_id": {"1002"}}
+		r, _ := http.NewRequest(http.MethodPost, ts.URL+"/oauth/token", strings.NewReader(form.Encode()))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if proof != "" {
+			r.Header.Set("DPoP", proof)
+		}
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	if status, body := refresh(dpoptest.NewES256().Proof("POST", ts.URL+"/oauth/token", dpoptest.Opts{})); status != 400 || body["error"] != "invalid_dpop_proof" {
+		t.Fatalf("refresh grant with another key: %d %v", status, body)
+	}
+	// That revoked the session: the right key is too late now.
+	if status, body := refresh(k.Proof("POST", ts.URL+"/oauth/token", dpoptest.Opts{})); status != 400 || body["error"] != "invalid_grant" {
+		t.Fatalf("refresh after the thief's try: %d %v", status, body)
+	}
 }
