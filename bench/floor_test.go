@@ -174,24 +174,6 @@ func BenchmarkFloor(b *testing.B) {
 		}
 		reportCPU(b, start, b.N)
 	})
-	b.Run("redis/setnx-64", func(b *testing.B) { // the DPoP replay record, pipelined
-		start := cpuTime(b)
-		p := rdb.Pipeline()
-		i := 0
-		for b.Loop() {
-			i++
-			p.SetNX(ctx, "floor:dpop:"+strconv.Itoa(i), "1", time.Minute)
-			if p.Len() == 64 {
-				if _, err := p.Exec(ctx); err != nil {
-					b.Fatal(err)
-				}
-			}
-		}
-		if _, err := p.Exec(ctx); err != nil && err != redis.Nil {
-			b.Fatal(err)
-		}
-		reportCPU(b, start, b.N)
-	})
 	b.Run("redis/bearer-read-64", func(b *testing.B) {
 		records := m2mRecords(b, rdb)
 		start := cpuTime(b)
@@ -202,6 +184,25 @@ func BenchmarkFloor(b *testing.B) {
 				p.HGetAll(ctx, k)
 			}
 			if p.Len() == 64*(1+len(records)) {
+				if _, err := p.Exec(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		if _, err := p.Exec(ctx); err != nil && err != redis.Nil {
+			b.Fatal(err)
+		}
+		reportCPU(b, start, b.N)
+	})
+	// Last: its keys would hide the records bearer-read-64 scans for.
+	b.Run("redis/setnx-64", func(b *testing.B) { // the DPoP replay record, pipelined
+		start := cpuTime(b)
+		p := rdb.Pipeline()
+		i := 0
+		for b.Loop() {
+			i++
+			p.SetNX(ctx, "floor:dpop:"+strconv.Itoa(i), "1", time.Minute)
+			if p.Len() == 64 {
 				if _, err := p.Exec(ctx); err != nil {
 					b.Fatal(err)
 				}
