@@ -128,6 +128,11 @@ func (h *M2M) create(ctx context.Context, m *m2mpb.CreateTokenRequest) (*m2mpb.C
 	if err != nil {
 		return nil, err
 	}
+	if asserted != nil { // a bound assertion (one of tokend's DPoP-bound tokens) is good only with its key
+		if cnf, bound := asserted.Claims["cnf"].(map[string]any); bound && (jkt == "" || cnf["jkt"] != jkt) {
+			return nil, dpop.ErrKeyMismatch().ConnectError()
+		}
+	}
 
 	claims := &tokens.Claims{ClientID: cl.ID, Scope: strings.Join(scopes, " "), Kind: tokens.KindClient,
 		Owner: owner, Name: m.TokenName}

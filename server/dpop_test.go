@@ -544,3 +544,34 @@ func TestDPoPPublicClientExchange(t *testing.T) {
 		t.Fatalf("refresh after the thief's try: %d %v", status, body)
 	}
 }
+
+// TestDPoPBoundAssertion: a DPoP-bound token of tokend used as a client assertion (a user buying
+// M2M tokens) is good only with a proof of its key, and the M2M token is bound to it too.
+func TestDPoPBoundAssertion(t *testing.T) {
+	ts := startM2M(t, "", nil)
+	k := dpoptest.NewES256()
+	login, err := authv1connect.NewAuthServiceClient(http.DefaultClient, ts.URL, connect.WithProtoJSON(),
+		headers("DPoP", k.Proof("POST", ts.URL+authv1connect.AuthServiceTokenProcedure, dpoptest.Opts{}))).Token(t.Context(), login("alice", password))
+	if err != nil {
+		t.Fatal(err)
+	}
+	create := func(proof string) (*connect.Response[m2mpb.CreateTokenResponse], error) {
+		var opts []connect.ClientOption
+		if proof != "" {
+			opts = append(opts, headers("DPoP", proof))
+		}
+		return m2mClient(ts, opts...).CreateToken(t.Context(), connect.NewRequest(&m2mpb.CreateTokenRequest{ClientId: "viaassert",
+			GrantType: "client_credentials", ClientAssertionType: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+			ClientAssertion: login.Msg.AccessToken}))
+	}
+	htu := ts.URL + m2mpbconnect.M2MOAuthServiceCreateTokenProcedure
+	for name, proof := range map[string]string{"no proof": "", "another key": dpoptest.NewES256().Proof("POST", htu, dpoptest.Opts{})} {
+		if _, err := create(proof); connect.CodeOf(err) != connect.CodeUnauthenticated || !strings.Contains(err.Error(), "invalid_dpop_proof") {
+			t.Errorf("bound assertion, %s: %v", name, err)
+		}
+	}
+	got, err := create(k.Proof("POST", htu, dpoptest.Opts{}))
+	if err != nil || got.Msg.TokenType != "DPoP" {
+		t.Fatalf("bound assertion with its key: %v %v", got, err)
+	}
+}
