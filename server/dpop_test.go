@@ -23,9 +23,9 @@ import (
 	authv1 "github.com/tokend/tokend/gen/auth/v1"
 	"github.com/tokend/tokend/gen/auth/v1/authv1connect"
 	m2mpb "github.com/tokend/tokend/gen/m2moauthserver/pb"
+	"github.com/tokend/tokend/gen/m2moauthserver/pb/m2mpbconnect"
 	tsv1 "github.com/tokend/tokend/gen/priv/tokenservice/v1alpha1"
 	"github.com/tokend/tokend/gen/priv/tokenservice/v1alpha1/tokenservicev1alpha1connect"
-	"github.com/tokend/tokend/gen/m2moauthserver/pb/m2mpbconnect"
 )
 
 // dpopProtocols are the RPC protocols every DPoP rule is tested over.
