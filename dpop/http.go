@@ -46,12 +46,6 @@ func TargetOf(r *http.Request, accessToken string) Target {
 	return Target{Method: r.Method, Scheme: scheme, Host: r.Host, Path: r.URL.EscapedPath(), AccessToken: accessToken}
 }
 
-// Present reports whether ctx's request carries a DPoP header.
-func Present(ctx context.Context) bool {
-	_, ok := ctx.Value(requestKey{}).(*request)
-	return ok
-}
-
 // Bind checks the DPoP proof of ctx's request for a token call and records it against replay:
 // the thumbprint to bind the tokens to, or "" when the request carries no proof. It is called by
 // every token-issuing call once the client is authenticated (so that no unauthenticated caller
@@ -75,13 +69,6 @@ func ErrRequired() *Error { return invalid("this client must send a DPoP proof")
 // ErrKeyMismatch is the refusal of a proof whose key is not the one the token or session is
 // bound to.
 func ErrKeyMismatch() *Error { return invalid("DPoP proof key does not match the bound key") }
-
-// IsUnavailable reports whether err from Bind or Record is the replay or nonce store failing
-// (not a refused proof).
-func IsUnavailable(err error) bool {
-	_, refused := As(err)
-	return err != nil && !refused && !errors.Is(err, context.Canceled)
-}
 
 func randomB64(n int) string {
 	b := make([]byte, n)

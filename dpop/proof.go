@@ -93,9 +93,6 @@ func NewChecker(opts Options) *Checker {
 	return c
 }
 
-// Nonces returns the Checker's nonce source, nil when nonces are off.
-func (c *Checker) Nonces() *Nonces { return c.nonces }
-
 // Target is the call a proof must be made for.
 type Target struct {
 	Method string // the request's HTTP method: htm
