@@ -32,6 +32,18 @@ type Config struct {
 	Limits  Limits   `yaml:"limits"`
 	Users   []User   `yaml:"users,omitempty"`
 	Clients []Client `yaml:"clients,omitempty"`
+	// DPoP configures sender-constrained tokens (RFC 9449).
+	DPoP DPoP `yaml:"dpop"`
+}
+
+// DPoP configures the checking of DPoP proofs.
+type DPoP struct {
+	// IATWindow is how far a proof's iat may be from tokend's clock, either way; a proof's jti is
+	// remembered (in Redis, for the fleet) twice this long.
+	IATWindow Duration `yaml:"iat_window"`
+	// NonceRotateEvery turns server nonces on (RFC 9449 §8): every proof must carry the fleet's
+	// current or previous nonce, rotated this often. 0: no nonces.
+	NonceRotateEvery Duration `yaml:"nonce_rotate_every"`
 }
 
 // Redis says where state lives.
@@ -201,6 +213,9 @@ type Client struct {
 	// ResourceAudiences are the audiences this client serves as a resource server: at RFC 7662
 	// introspection it sees tokens issued to it or whose aud names it or one of these, and no others.
 	ResourceAudiences []string `yaml:"resource_audiences,omitempty"`
+	// DPoPBoundAccessTokens: this client gets DPoP-bound tokens only; a token request without a
+	// proof is refused (RFC 9449 §5.2).
+	DPoPBoundAccessTokens bool `yaml:"dpop_bound_access_tokens,omitempty"`
 }
 
 // ServesAudience reports whether the client may introspect a token with audience aud: aud names the
@@ -322,5 +337,6 @@ func Default() Config {
 		Log:                Log{Format: "json", Level: "info"},
 		Limits: Limits{MaxRequestBytes: 1 << 20, BodyTimeout: Duration(10 * time.Second), MaxConcurrentStreams: 100,
 			ShutdownTimeout: Duration(15 * time.Second)},
+		DPoP: DPoP{IATWindow: Duration(time.Minute)},
 	}
 }

@@ -98,6 +98,12 @@ func (c *Config) Validate() error {
 		p.add("limits.max_concurrent_streams", "must be ≥ 1")
 	}
 	p.positive("limits.shutdown_timeout", c.Limits.ShutdownTimeout)
+	if d := c.DPoP.IATWindow.D(); d < time.Second || d > 10*time.Minute {
+		p.add("dpop.iat_window", "must be between 1s and 10m")
+	}
+	if d := c.DPoP.NonceRotateEvery.D(); d != 0 && (d < 10*time.Second || d > 24*time.Hour) {
+		p.add("dpop.nonce_rotate_every", "must be 0 (no nonces) or between 10s and 24h")
+	}
 
 	c.refuseUnsafe(&p)
 	c.validateUsers(&p)

@@ -161,7 +161,7 @@ func (h *Auth) AuthorizationCodeGrant() GrantFunc {
 		}
 		return &OAuthTokenResponse{
 			AccessToken:  res.Access,
-			TokenType:    "Bearer",
+			TokenType:    tokenType(res.JKT),
 			ExpiresIn:    secondsUntil(res.AccessExp, time.Now()),
 			RefreshToken: res.Refresh,
 			Scope:        res.Scope,
@@ -200,7 +200,11 @@ func (h *Auth) exchange(ctx context.Context, in exchangeInput) (exchanged, error
 	if err := h.users.Ready(); err != nil { // before the code is consumed
 		return exchanged{}, err
 	}
-	check := redisstore.CodeCheck{ClientID: cl.ID, RedirectURI: in.RedirectURI}
+	jkt, err := bindProof(ctx, h.log, cl)
+	if err != nil {
+		return exchanged{}, err
+	}
+	check := redisstore.CodeCheck{ClientID: cl.ID, RedirectURI: in.RedirectURI, JKT: sessionKey(jkt, cl)}
 	if in.Verifier != "" {
 		check.Challenge = s256(in.Verifier)
 	}
@@ -228,8 +232,8 @@ func (h *Auth) exchange(ctx context.Context, in exchangeInput) (exchanged, error
 		}
 		return exchanged{}, errBadCode
 	}
-	sess := redisstore.Session{UserID: ac.UserID, ClientID: cl.ID, Scope: ac.Scope, AuthTime: ac.IssuedAt.Unix()}
-	pair, err := h.sessions.mintPair(ctx, sess, rt)
+	sess := redisstore.Session{UserID: ac.UserID, ClientID: cl.ID, Scope: ac.Scope, AuthTime: ac.IssuedAt.Unix(), JKT: check.JKT}
+	pair, err := h.sessions.mintPair(ctx, sess, rt, jkt)
 	if err != nil {
 		return exchanged{}, err
 	}

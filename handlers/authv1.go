@@ -13,6 +13,7 @@ import (
 
 	"github.com/tokend/tokend/clientaddr"
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/dpop"
 	authv1 "github.com/tokend/tokend/gen/auth/v1"
 	"github.com/tokend/tokend/gen/auth/v1/authv1connect"
 	"github.com/tokend/tokend/redisstore"
@@ -114,7 +115,16 @@ func (h *AuthV1) Login(ctx context.Context, username, password, peerAddr, client
 	if err := h.throttle.LimitForgive(ctx, groups...); err != nil {
 		return nil, fmt.Errorf("login limit: %w", err)
 	}
-	resp, err := h.sessions.Start(ctx, redisstore.Session{UserID: userID, ClientID: clientID, Scope: scope, AuthTime: time.Now().Unix()})
+	var cl *config.Client
+	if clientID != "" {
+		cl, _ = h.clients.Get(clientID)
+	}
+	jkt, err := bindProof(ctx, h.log, cl)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := h.sessions.Start(ctx, redisstore.Session{UserID: userID, ClientID: clientID, Scope: scope, AuthTime: time.Now().Unix(),
+		JKT: sessionKey(jkt, cl)}, jkt)
 	if err != nil {
 		return nil, err
 	}
@@ -197,6 +207,12 @@ func (h *AuthV1) refresh(ctx context.Context, token string, by presenter) (*auth
 	if err := errors.Join(h.users.Ready(), h.clients.Ready()); err != nil { // before the token is consumed
 		return nil, redisstore.Session{}, err
 	}
+	// The proof is checked before the token is consumed (a client told to fetch a nonce retries
+	// with the same token) and recorded against replay once the rotation has authenticated it.
+	proof, err := dpop.Peek(ctx)
+	if err != nil {
+		return nil, redisstore.Session{}, dpopError(ctx, h.log, err)
+	}
 	next, sess, err := h.sessions.rotate(ctx, token)
 	switch {
 	case errors.Is(err, redisstore.ErrReused):
@@ -218,8 +234,43 @@ func (h *AuthV1) refresh(ctx context.Context, token string, by presenter) (*auth
 			"presented_by", by.ClientID, "reason", refusal.Error())
 		return nil, sess, refusal
 	}
-	resp, err := h.sessions.tokenResponse(ctx, sess, next)
+	jkt, err := h.refreshKey(ctx, sess, proof)
+	if err != nil {
+		if _, stolen := dpop.As(err); stolen && sess.JKT != "" { // a bound refresh token without its key
+			if rerr := h.sessions.store.RevokeFamily(ctx, next.FamilyID); rerr != nil {
+				return nil, sess, fmt.Errorf("revoke refresh family: %w", rerr)
+			}
+			h.log.WarnContext(ctx, "DPoP-bound refresh token presented without its key; session revoked",
+				"event", "session.revoked", "reason", "dpop key", "sub", sess.UserID)
+		}
+		return nil, sess, err
+	}
+	resp, err := h.sessions.tokenResponse(ctx, sess, next, jkt)
 	return resp, sess, err
+}
+
+// refreshKey is refresh's DPoP step after the rotation: a session bound to a key needs a proof of
+// that key, a client with dpop_bound_access_tokens a proof; the proof, if any, is recorded against
+// replay. It returns the key to bind the new access token to.
+func (h *AuthV1) refreshKey(ctx context.Context, sess redisstore.Session, proof *dpop.Proof) (string, error) {
+	var cl *config.Client
+	if sess.ClientID != "" {
+		cl, _ = h.clients.Get(sess.ClientID)
+	}
+	switch {
+	case proof == nil && sess.JKT != "":
+		return "", dpop.ErrRequired().ConnectError()
+	case proof == nil && cl != nil && cl.DPoPBoundAccessTokens:
+		return "", dpop.ErrRequired().ConnectError()
+	case proof == nil:
+		return "", nil
+	case sess.JKT != "" && proof.JKT != sess.JKT:
+		return "", dpop.ErrKeyMismatch().ConnectError()
+	}
+	if err := dpop.Record(ctx, proof); err != nil {
+		return "", dpopError(ctx, h.log, err)
+	}
+	return proof.JKT, nil
 }
 
 // mayRefresh is refresh's check of a rotated session against who presented

@@ -17,6 +17,7 @@ import (
 	"github.com/tokend/tokend/authn"
 	"github.com/tokend/tokend/clientaddr"
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/dpop"
 	m2mpb "github.com/tokend/tokend/gen/m2moauthserver/pb"
 	"github.com/tokend/tokend/gen/m2moauthserver/pb/m2mpbconnect"
 	"github.com/tokend/tokend/redisstore"
@@ -123,6 +124,15 @@ func (h *M2M) create(ctx context.Context, m *m2mpb.CreateTokenRequest) (*m2mpb.C
 	if owner == "" {
 		return nil, errNoOwner
 	}
+	jkt, err := bindProof(ctx, h.log, cl)
+	if err != nil {
+		return nil, err
+	}
+	if asserted != nil { // a bound assertion (one of tokend's DPoP-bound tokens) is good only with its key
+		if cnf, bound := asserted.Claims["cnf"].(map[string]any); bound && (jkt == "" || cnf["jkt"] != jkt) {
+			return nil, dpop.ErrKeyMismatch().ConnectError()
+		}
+	}
 
 	claims := &tokens.Claims{ClientID: cl.ID, Scope: strings.Join(scopes, " "), Kind: tokens.KindClient,
 		Owner: owner, Name: m.TokenName}
@@ -133,7 +143,7 @@ func (h *M2M) create(ctx context.Context, m *m2mpb.CreateTokenRequest) (*m2mpb.C
 	claims.Subject = cl.ID
 	claims.Audience = aud
 	_, end := tracing.Start(ctx, "tokens.sign")
-	tok, exp, err := h.minter.Mint(claims, ttl)
+	tok, exp, err := h.minter.Mint(bind(claims, jkt), ttl)
 	end()
 	if err != nil {
 		return nil, fmt.Errorf("sign M2M token: %w", err)
@@ -148,7 +158,7 @@ func (h *M2M) create(ctx context.Context, m *m2mpb.CreateTokenRequest) (*m2mpb.C
 	if !exp.IsZero() {
 		expiresIn = int64(exp.Sub(h.now()).Round(time.Second) / time.Second)
 	}
-	return &m2mpb.CreateTokenResponse{AccessToken: tok, TokenType: "Bearer", ExpiresIn: expiresIn, Scope: scopes}, nil
+	return &m2mpb.CreateTokenResponse{AccessToken: tok, TokenType: tokenType(jkt), ExpiresIn: expiresIn, Scope: scopes}, nil
 }
 
 // authenticate checks the client's secret or client assertion; with an

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"connectrpc.com/connect"
+
+	"github.com/tokend/tokend/dpop"
 )
 
 // OAuthTokenRequest is a parsed POST to a form endpoint (/oauth/token,
@@ -41,6 +43,8 @@ type OAuthError struct {
 	RetryAfter  int64  `json:"-"` // seconds; sent as Retry-After when > 0
 	Code        string `json:"error"`
 	Description string `json:"error_description,omitempty"`
+	// Proof is set for a refused DPoP proof: its WWW-Authenticate and DPoP-Nonce go out too.
+	Proof *dpop.Error `json:"-"`
 }
 
 func (e *OAuthError) Error() string { return e.Code + ": " + e.Description }
@@ -109,6 +113,9 @@ func OAuthErrorFrom(err error) *OAuthError {
 	if errors.As(err, &oe) {
 		return oe
 	}
+	if de, ok := dpop.As(err); ok { // RFC 9449 §5, §8: 400 with invalid_dpop_proof or use_dpop_nonce
+		return &OAuthError{Status: http.StatusBadRequest, Code: de.Code, Description: de.Description, Proof: de}
+	}
 	ce, _ := connectError(err)
 	msg := ce.Message()
 	if errors.Is(err, errRedirectMismatch) || errors.Is(err, errVerifierMismatch) { // RFC 6749 §5.2, RFC 7636 §4.6
@@ -158,6 +165,9 @@ func writeOAuthError(w http.ResponseWriter, req *OAuthTokenRequest, oerr *OAuthE
 func writeOAuthJSON(w http.ResponseWriter, status int, v any) {
 	if oe, ok := v.(*OAuthError); ok && oe.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.FormatInt(oe.RetryAfter, 10))
+	}
+	if oe, ok := v.(*OAuthError); ok && oe.Proof != nil {
+		oe.Proof.SetHeaders(w.Header())
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")

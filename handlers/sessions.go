@@ -62,12 +62,15 @@ func (p SessionPolicy) refreshTTL() time.Duration {
 
 // Start creates a refresh-token family for sess and returns the first
 // token pair.
-func (h *Sessions) Start(ctx context.Context, sess redisstore.Session) (*authv1.TokenResponse, error) {
+//
+// The access token is bound to the DPoP key jkt ("" for none); sess.JKT
+// binds the refresh tokens.
+func (h *Sessions) Start(ctx context.Context, sess redisstore.Session, jkt string) (*authv1.TokenResponse, error) {
 	issued, err := h.store.CreateRefresh(ctx, sess, h.policy.refreshTTL())
 	if err != nil {
 		return nil, fmt.Errorf("create refresh token: %w", err)
 	}
-	return h.tokenResponse(ctx, sess, issued)
+	return h.tokenResponse(ctx, sess, issued, jkt)
 }
 
 // rotate consumes refresh token and issues its successor, within the
@@ -81,26 +84,28 @@ func (h *Sessions) rotate(ctx context.Context, token string) (redisstore.IssuedR
 type sessionTokens struct {
 	Access, Refresh       string
 	AccessExp, RefreshExp time.Time
+	JKT                   string // the DPoP key the access token is bound to ("" for none)
 }
 
-// mintPair signs the access token that goes with refresh token rt. It
-// expires with the session at the latest.
-func (h *Sessions) mintPair(ctx context.Context, sess redisstore.Session, rt redisstore.IssuedRefresh) (sessionTokens, error) {
+// mintPair signs the access token that goes with refresh token rt, bound to
+// the DPoP key jkt ("" for a bearer token). It expires with the session at
+// the latest.
+func (h *Sessions) mintPair(ctx context.Context, sess redisstore.Session, rt redisstore.IssuedRefresh, jkt string) (sessionTokens, error) {
 	_, end := tracing.Start(ctx, "tokens.sign")
 	defer end()
 	ttl := h.policy.AccessTTL
 	if end := sess.End(h.policy.MaxLifetime); !end.IsZero() {
 		ttl = min(ttl, max(time.Until(end), time.Second))
 	}
-	access, exp, err := h.minter.Mint(SessionClaims(h.minter.Issuer(), sess, rt.FamilyID), ttl)
+	access, exp, err := h.minter.Mint(bind(SessionClaims(h.minter.Issuer(), sess, rt.FamilyID), jkt), ttl)
 	if err != nil {
 		return sessionTokens{}, fmt.Errorf("sign access token: %w", err)
 	}
-	return sessionTokens{Access: access, AccessExp: exp, Refresh: rt.Token, RefreshExp: rt.ExpiresAt}, nil
+	return sessionTokens{Access: access, AccessExp: exp, Refresh: rt.Token, RefreshExp: rt.ExpiresAt, JKT: jkt}, nil
 }
 
-func (h *Sessions) tokenResponse(ctx context.Context, sess redisstore.Session, rt redisstore.IssuedRefresh) (*authv1.TokenResponse, error) {
-	p, err := h.mintPair(ctx, sess, rt)
+func (h *Sessions) tokenResponse(ctx context.Context, sess redisstore.Session, rt redisstore.IssuedRefresh, jkt string) (*authv1.TokenResponse, error) {
+	p, err := h.mintPair(ctx, sess, rt, jkt)
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +114,7 @@ func (h *Sessions) tokenResponse(ctx context.Context, sess redisstore.Session, r
 		AccessToken:      p.Access,
 		RefreshToken:     p.Refresh,
 		ExpiresIn:        secondsUntil(p.AccessExp, now),
-		TokenType:        "Bearer",
+		TokenType:        tokenType(jkt),
 		RefreshExpiresIn: secondsUntil(p.RefreshExp, now),
 	}, nil
 }

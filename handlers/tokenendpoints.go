@@ -100,6 +100,9 @@ func (e *TokenEndpoints) Introspect(w http.ResponseWriter, r *http.Request) {
 	}
 	out := map[string]any{"active": true, "iss": c.Issuer, "sub": c.Subject, "jti": c.ID,
 		"token_type": "Bearer", "kind": c.Kind}
+	if jkt := c.BoundKey(); jkt != "" { // RFC 9449 §6.2
+		out["token_type"], out["cnf"] = "DPoP", map[string]string{"jkt": jkt}
+	}
 	if len(c.Audience) > 0 {
 		out["aud"] = []string(c.Audience)
 	}

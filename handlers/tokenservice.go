@@ -150,6 +150,10 @@ func (h *TokenService) GetAccessToken(ctx context.Context, req *connect.Request[
 	if err := h.users.Current(rec.Owner, rec.CreatedAt); err != nil {
 		return nil, gone(err, errBadAPIToken)
 	}
+	jkt, err := bindProof(ctx, h.log, nil)
+	if err != nil {
+		return nil, err
+	}
 	h.usage.Record(id, now)
 	ttl := h.policy.AccessTTL
 	if !rec.ExpiresAt.IsZero() && rec.ExpiresAt.Sub(now) < ttl {
@@ -159,7 +163,7 @@ func (h *TokenService) GetAccessToken(ctx context.Context, req *connect.Request[
 	c.Subject = rec.Owner
 	c.Audience = []string{h.minter.Issuer()}
 	_, end := tracing.Start(ctx, "tokens.sign")
-	access, exp, err := h.minter.Mint(c, ttl)
+	access, exp, err := h.minter.Mint(bind(c, jkt), ttl)
 	end()
 	if err != nil {
 		return nil, fmt.Errorf("sign access token: %w", err)

@@ -127,10 +127,10 @@ func testCodeChecksDoNotBurn(t *testing.T, newStore newStoreFunc) {
 		check CodeCheck
 		want  error
 	}{
-		{"other client", code, CodeCheck{"1002", goodCheck.RedirectURI, codeChallenge}, ErrNotFound},
-		{"other redirect", code, CodeCheck{"1001", goodCheck.RedirectURI + "x", codeChallenge}, ErrRedirectMismatch},
-		{"no verifier", code, CodeCheck{"1001", goodCheck.RedirectURI, ""}, ErrVerifierMismatch},
-		{"wrong verifier", code, CodeCheck{"1001", goodCheck.RedirectURI, strings.Repeat("A", 43)}, ErrVerifierMismatch},
+		{"other client", code, CodeCheck{"1002", goodCheck.RedirectURI, codeChallenge, ""}, ErrNotFound},
+		{"other redirect", code, CodeCheck{"1001", goodCheck.RedirectURI + "x", codeChallenge, ""}, ErrRedirectMismatch},
+		{"no verifier", code, CodeCheck{"1001", goodCheck.RedirectURI, "", ""}, ErrVerifierMismatch},
+		{"wrong verifier", code, CodeCheck{"1001", goodCheck.RedirectURI, strings.Repeat("A", 43), ""}, ErrVerifierMismatch},
 		{"unknown code", fam + "." + randomB64(32), goodCheck, ErrNotFound},
 		{"unknown family", NewFamilyID() + code[familyLen:], goodCheck, ErrNotFound},
 		{"malformed code", code + "x", goodCheck, ErrNotFound},
@@ -190,7 +190,7 @@ func testCodeReplayRevokesFamily(t *testing.T, newStore newStoreFunc) {
 	if _, _, err := s.ExchangeCode(ctx, code2, goodCheck, hour); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.ExchangeCode(ctx, code2, CodeCheck{"1002", goodCheck.RedirectURI, codeChallenge}, hour); !errors.Is(err, ErrNotFound) {
+	if _, _, err := s.ExchangeCode(ctx, code2, CodeCheck{"1002", goodCheck.RedirectURI, codeChallenge, ""}, hour); !errors.Is(err, ErrNotFound) {
 		t.Errorf("replay by another client: %v, want ErrNotFound", err)
 	}
 	if active, _ := s.FamilyActive(ctx, fam2); !active {

@@ -156,6 +156,7 @@ func RunTests(t *testing.T, newClient func(t *testing.T) redis.UniversalClient) 
 			t.Run(test.name, func(t *testing.T) { test.run(t, newStore) })
 		}
 	}
+	runDPoPConformance(t, newStore)
 }
 
 // sess is the session the refresh tests start.

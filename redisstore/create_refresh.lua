@@ -5,11 +5,12 @@
 --         the token's SHA-256)       ARGV[3] scope
 --                                    ARGV[4] auth_time (unix s)
 --                                    ARGV[5] lifetime (ms), for both keys
+--                                    ARGV[6] DPoP key thumbprint the family is bound to ("": none)
 --
 -- Returns 1 when created, 0 when the family id is already taken (the caller
 -- made a colliding id: nothing is written).
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
-start_family(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]) -- family.lua
+start_family(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]) -- family.lua
 return 1

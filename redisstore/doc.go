@@ -37,7 +37,8 @@
 //	                                     token (rotation extends it)        RevokeRefresh, RevokeFamily,
 //	                                                                        ExchangeCode
 //	  fields: user, client, scope, auth_time (unix s), created (unix s), revoked ("0"/"1"),
-//	  gen (rotations so far; missing = 0)
+//	  gen (rotations so far; missing = 0), jkt (DPoP key thumbprint the family is bound to; missing
+//	  or "" = unbound)
 //	P:rt:{fam}:t:sha256(token)   HASH    the token's lifetime (kept after   CreateRefresh, RotateRefresh,
 //	                                     use, to detect reuse)              ExchangeCode
 //	  fields: state ("active"/"used"), used_at (unix ms, Redis clock), gen (the family's gen it was
@@ -78,6 +79,10 @@
 //	  sealed with AES-256-GCM under the key-encryption key, which is never in Redis)
 //	P:ajti:{h(iss NUL jti)}      STRING  the client assertion's expiry      UseAssertionID
 //	  value: "1" while a foreign client assertion (issuer, jti) is unexpired: it is accepted once
+//	P:dpop:jti:{id}              STRING  twice the DPoP iat window, plus 1s DPoPProofCheck
+//	  value: "1"; id: base64url SHA-256 of a DPoP proof's key thumbprint and jti (seen once)
+//	P:dpop:nonce                 HASH    three nonce rotation periods       RotateDPoPNonce
+//	  fields: cur, prev (the fleet's DPoP nonces), at (unix ms of the last rotation, Redis clock)
 //
 // The scripts behind those methods: create_refresh.lua, rotate_refresh.lua,
 // revoke_refresh.lua, revoke_family.lua, create_code.lua, exchange_code.lua,

@@ -46,6 +46,15 @@ func (k keys) limit(tag, name string) string {
 	return k.prefix + ":limit:{" + digest(tag) + "}:" + digest(name)
 }
 
+// dpopProof: STRING "1", the replay record of a DPoP proof, named by the base64url SHA-256 of its
+// key's thumbprint and its jti (dpop.Proof.ReplayID). TTL: as long as the proof's iat is
+// accepted. Written by DPoPProofCheck (SET NX PX).
+func (k keys) dpopProof(id string) string { return k.prefix + ":dpop:jti:{" + id + "}" }
+
+// dpopNonce: HASH cur, prev (the fleet's current and previous DPoP nonce), at (unix ms of the last
+// rotation). TTL: three rotation periods. Written by dpop_nonce.lua.
+func (k keys) dpopNonce() string { return k.prefix + ":dpop:nonce" }
+
 // apiToken: HASH owner, name, secret_hash (hex SHA-256), created (unix s),
 // expires (unix s, 0 = never), last_used (unix s, 0 = never).
 // TTL: until expires; none for tokens without expiry (removed by

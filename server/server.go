@@ -27,6 +27,7 @@ import (
 	"github.com/tokend/tokend/authz"
 	"github.com/tokend/tokend/clientaddr"
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/dpop"
 	"github.com/tokend/tokend/gen/auth/authpbconnect"
 	"github.com/tokend/tokend/gen/auth/v1/authv1connect"
 	"github.com/tokend/tokend/gen/m2moauthserver/pb/m2mpbconnect"
@@ -271,6 +272,8 @@ func (s *Server) routes() http.Handler {
 	// of the records (one round trip for both).
 	bearer.Defer(authz.GetM2MTokens)
 	bearer.OnRefused = s.metrics.refused
+	proofs := s.dpopChecker()
+	bearer.UseDPoP(proofs, s.store.DPoPProofCheck)
 
 	reflector := grpcreflect.NewStaticReflector(services...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector, s.limitOptions(defaultBodyLimit)...))
@@ -305,11 +308,12 @@ func (s *Server) routes() http.Handler {
 		RevocationAuthMethods:             []string{"client_secret_basic", "client_secret_post"},
 		CodeChallengeMethodsSupported:     []string{"S256"},
 		AccessTokenSigningAlgs:            signingAlgs(s.keys),
+		DPoPSigningAlgs:                   dpop.Algs,
 	})
 	mux.Handle("/.well-known/openid-configuration", staticJSON(doc, "300"))
 	mux.Handle("/.well-known/oauth-authorization-server", staticJSON(doc, "300"))
 
-	s.inner = bearer.Wrap(mux)
+	s.inner = proofs.Wrap(bearer.Wrap(mux))
 	s.setCORS(cfg.CORS.AllowedOrigins)
 	return http.HandlerFunc(s.serveCORS)
 }
@@ -406,8 +410,8 @@ func (s *Server) cors(h http.Handler, origins []string) http.Handler {
 	return cors.New(cors.Options{
 		AllowedOrigins: origins,
 		AllowedMethods: connectcors.AllowedMethods(),
-		AllowedHeaders: append(connectcors.AllowedHeaders(), "Authorization"),
-		ExposedHeaders: append(connectcors.ExposedHeaders(), "WWW-Authenticate"),
+		AllowedHeaders: append(connectcors.AllowedHeaders(), "Authorization", dpop.ProofHeader),
+		ExposedHeaders: append(connectcors.ExposedHeaders(), "WWW-Authenticate", dpop.NonceHeader),
 		MaxAge:         7200,
 	}).Handler(h)
 }

@@ -146,6 +146,10 @@ func appendClaims(b []byte, c *Claims) []byte {
 	b = appendStringField(b, `,"owner":`, c.Owner)
 	b = appendStringField(b, `,"name":`, c.Name)
 	b = appendStringField(b, `,"assertion_iss":`, c.AssertionIssuer)
+	if c.Confirmation != nil {
+		b = jsonstr.Append(append(b, `,"cnf":{"jkt":`...), c.Confirmation.JKT)
+		b = append(b, '}')
+	}
 	b[start] = '{' // kind is always written, so there is a leading comma to replace
 	return append(b, '}')
 }
