@@ -48,7 +48,6 @@ type APITokenPolicy struct {
 	MaxPerOwner int
 }
 
-
 // TokenService implements priv.tokenservice.v1alpha1.TokenService: users
 // create long-lived API tokens and trade their secrets for short-lived
 // access tokens.
