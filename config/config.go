@@ -39,7 +39,7 @@ type Config struct {
 // DPoP configures the checking of DPoP proofs.
 type DPoP struct {
 	// IATWindow is how far a proof's iat may be from tokend's clock, either way; a proof's jti is
-	// remembered (in Redis, for the fleet) twice this long.
+	// remembered (in Redis, for the fleet) twice this long plus 30 s (the clock skew replicas may have).
 	IATWindow Duration `yaml:"iat_window"`
 	// NonceRotateEvery turns server nonces on (RFC 9449 §8): every proof must carry the fleet's
 	// current or previous nonce, rotated this often. 0: no nonces.

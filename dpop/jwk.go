@@ -104,12 +104,16 @@ func parseJWK(raw json.RawMessage) (publicJWK, error) {
 		if err != nil {
 			return publicJWK{}, err
 		}
-		if len(n) < 256 || len(n) > 1024 || n[0] == 0 || len(e) > 4 || len(e) == 0 || e[0] == 0 {
-			return publicJWK{}, errors.New("jwk RSA modulus must be 2048 to 8192 bits, exponent minimal")
+		// 2048 to 4096 bits and e = 65537 only: a verification costs an
+		// unauthenticated caller's proof at most a fraction of a
+		// millisecond (a random 8192-bit modulus with a large exponent
+		// would cost milliseconds each).
+		if len(n) < 256 || len(n) > 512 || n[0] == 0 {
+			return publicJWK{}, errors.New("jwk RSA modulus must be 2048 to 4096 bits")
 		}
 		exp := int(new(big.Int).SetBytes(e).Int64())
-		if exp < 3 || exp%2 == 0 {
-			return publicJWK{}, errors.New("jwk RSA exponent is unusable")
+		if len(e) != 3 || exp != 65537 {
+			return publicJWK{}, errors.New("jwk RSA exponent must be 65537 (AQAB)")
 		}
 		key = &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: exp}
 		thumb = `{"e":` + quote(es) + `,"kty":"RSA","n":` + quote(ns) + `}`

@@ -69,6 +69,12 @@ type Options struct {
 	Now func() time.Time
 }
 
+// maxClockSkew is how far apart the fleet's clocks may be: a proof's
+// replay record outlives the iat window by this much, so that a replica
+// whose clock is behind cannot accept a proof another replica has spent
+// once the record is gone.
+const maxClockSkew = 30 * time.Second
+
 // Checker checks DPoP proofs (RFC 9449 §4.3). It is safe for concurrent use.
 type Checker struct {
 	issuerOrigin string
@@ -198,7 +204,7 @@ func (c *Checker) Check(ctx context.Context, proof string, t Target) (*Proof, er
 		}
 	}
 	rid := sha256.Sum256([]byte(jwk.jkt + "\x00" + cl.JTI))
-	return &Proof{JKT: jwk.jkt, ReplayID: base64.RawURLEncoding.EncodeToString(rid[:]), ReplayTTL: 2*c.window + time.Second}, nil
+	return &Proof{JKT: jwk.jkt, ReplayID: base64.RawURLEncoding.EncodeToString(rid[:]), ReplayTTL: 2*c.window + maxClockSkew}, nil
 }
 
 // Record writes p's replay record: an *Error when the proof was seen before anywhere in the

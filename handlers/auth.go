@@ -15,6 +15,7 @@ import (
 
 	"github.com/tokend/tokend/clientaddr"
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/dpop"
 	authpb "github.com/tokend/tokend/gen/auth"
 	"github.com/tokend/tokend/gen/auth/authpbconnect"
 	basepb "github.com/tokend/tokend/gen/base"
@@ -200,9 +201,18 @@ func (h *Auth) exchange(ctx context.Context, in exchangeInput) (exchanged, error
 	if err := h.users.Ready(); err != nil { // before the code is consumed
 		return exchanged{}, err
 	}
-	jkt, err := bindProof(ctx, h.log, cl)
+	// The proof is checked now and recorded against replay only once the
+	// code has authenticated the caller: a made-up code writes nothing.
+	proof, err := dpop.Peek(ctx)
 	if err != nil {
-		return exchanged{}, err
+		return exchanged{}, dpopError(ctx, h.log, err)
+	}
+	var jkt string
+	switch {
+	case proof != nil:
+		jkt = proof.JKT
+	case cl.DPoPBoundAccessTokens:
+		return exchanged{}, dpop.ErrRequired().ConnectError()
 	}
 	check := redisstore.CodeCheck{ClientID: cl.ID, RedirectURI: in.RedirectURI, JKT: sessionKey(jkt, cl)}
 	if in.Verifier != "" {
@@ -231,6 +241,14 @@ func (h *Auth) exchange(ctx context.Context, in exchangeInput) (exchanged, error
 			return exchanged{}, fmt.Errorf("revoke session of a removed user: %w", err)
 		}
 		return exchanged{}, errBadCode
+	}
+	if proof != nil {
+		if err := dpop.Record(ctx, proof); err != nil { // a replayed proof: the session it would start ends here
+			if rerr := h.codes.RevokeFamily(ctx, ac.FamilyID); rerr != nil {
+				return exchanged{}, fmt.Errorf("revoke session of a replayed proof: %w", rerr)
+			}
+			return exchanged{}, dpopError(ctx, h.log, err)
+		}
 	}
 	sess := redisstore.Session{UserID: ac.UserID, ClientID: cl.ID, Scope: ac.Scope, AuthTime: ac.IssuedAt.Unix(), JKT: check.JKT}
 	pair, err := h.sessions.mintPair(ctx, sess, rt, jkt)

@@ -27,10 +27,11 @@ type SigningRing struct {
 // SigningRing reads the ring; a ring never written is version 0 with no
 // document.
 func (s *Store) SigningRing(ctx context.Context) (SigningRing, error) {
-	res, err := s.rdb.HMGet(ctx, s.keys.signingRing(), "version", "doc").Result()
+	cmd, err := do(ctx, s, func(p redis.Pipeliner) *redis.SliceCmd { return p.HMGet(ctx, s.keys.signingRing(), "version", "doc") })
 	if err != nil {
 		return SigningRing{}, wrap("read signing keys", err)
 	}
+	res := cmd.Val()
 	var r SigningRing
 	if v, ok := res[0].(string); ok {
 		if r.Version, err = strconv.ParseInt(v, 10, 64); err != nil {
