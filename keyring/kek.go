@@ -16,8 +16,9 @@ import (
 
 // KEK is a key-encryption key: AES-256-GCM over each signing key.
 type KEK struct {
-	aead cipher.AEAD
-	id   string
+	aead   cipher.AEAD
+	id     string
+	macKey []byte // authenticates the ring document (docMAC)
 }
 
 // ParseKEK reads a key-encryption key: 32 bytes written in base64 (standard
@@ -46,9 +47,15 @@ func ParseKEK(text []byte) (*KEK, error) {
 	if err != nil {
 		return nil, fmt.Errorf("key-encryption key: %w", err)
 	}
+	return &KEK{aead: aead, id: hex.EncodeToString(derive(raw, "tokend key-encryption key id")[:8]),
+		macKey: derive(raw, "tokend signing-key ring mac")}, nil
+}
+
+// derive is a key (or identifier) for purpose, from the KEK's bytes.
+func derive(raw []byte, purpose string) []byte {
 	mac := hmac.New(sha256.New, raw)
-	mac.Write([]byte("tokend key-encryption key id"))
-	return &KEK{aead: aead, id: hex.EncodeToString(mac.Sum(nil)[:8])}, nil
+	mac.Write([]byte(purpose))
+	return mac.Sum(nil)
 }
 
 // LoadKEK reads the key-encryption key from the file at path when path is
@@ -76,6 +83,15 @@ func LoadKEK(path, env string) (*KEK, error) {
 // it): the ring records which KEK sealed it, so a replica with another one
 // says so instead of failing to decrypt.
 func (k *KEK) ID() string { return k.id }
+
+// docMAC authenticates a ring document: only a holder of the KEK can write
+// one that replicas accept, so a Redis writer cannot change a key's times
+// (to make a retired key sign again, or unpublish one).
+func (k *KEK) docMAC(b []byte) []byte {
+	mac := hmac.New(sha256.New, k.macKey)
+	mac.Write(b)
+	return mac.Sum(nil)
+}
 
 // seal encrypts plain, bound to kid (additional data): nonce || ciphertext.
 func (k *KEK) seal(kid string, plain []byte) ([]byte, error) {

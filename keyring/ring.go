@@ -2,6 +2,7 @@ package keyring
 
 import (
 	"context"
+	"crypto/hmac"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -58,11 +59,18 @@ func (e Entry) State(now time.Time) string {
 	return StateActive
 }
 
-// doc is the ring as stored.
+// doc is the ring as stored. Seq grows by one with every write, and MAC
+// (docMAC, under the KEK) covers the rest: a replica refuses a document that
+// does not verify, or one older than the last it read (a replayed copy).
 type doc struct {
 	KEKID string  `json:"kek_id"`
 	Keys  []Entry `json:"keys"`
+	Seq   int64   `json:"seq"`
+	MAC   []byte  `json:"mac,omitempty"`
 }
+
+// errVanished: the ring this replica read before is gone from Redis.
+var errVanished = errors.New("keyring: the signing keys are gone from Redis")
 
 // Options configure a Ring.
 type Options struct {
@@ -146,9 +154,27 @@ func (r *Ring) Run(ctx context.Context) {
 	}
 }
 
-// Tick is one step of Run.
+// Tick is one step of Run. A ring gone from Redis (flushed, evicted, a
+// Redis restarted without persistence) is written back from this
+// replica's copy: recreating it would unpublish every key in use.
 func (r *Ring) Tick(ctx context.Context) error {
-	if err := r.read(ctx); err != nil {
+	err := r.read(ctx)
+	if errors.Is(err, errVanished) {
+		r.opt.Log.ErrorContext(ctx, "signing keys: the ring is gone from Redis; writing back this replica's copy")
+		r.mu.Lock()
+		d := r.doc
+		d.Seq++
+		r.mu.Unlock()
+		v, serr := r.swap(ctx, 0, d)
+		if serr != nil {
+			return serr // another replica wrote it back first (ErrConflict): read it next tick
+		}
+		r.mu.Lock()
+		r.version, r.doc = v, d
+		r.mu.Unlock()
+		err = nil
+	}
+	if err != nil {
 		return err
 	}
 	if r.due() {
@@ -197,6 +223,17 @@ func (r *Ring) read(ctx context.Context) error {
 		if d.KEKID != r.opt.KEK.ID() {
 			return fmt.Errorf("keyring: the keys in Redis were sealed with key-encryption key %s; this process has %s (every replica needs the same signing.kek_file or TOKEND_SIGNING_KEK)", d.KEKID, r.opt.KEK.ID())
 		}
+		mac := d.MAC
+		d.MAC = nil
+		b, err := json.Marshal(d)
+		if err != nil || !hmac.Equal(mac, r.opt.KEK.docMAC(b)) {
+			return errors.New("keyring: the ring in Redis fails its integrity check (written without the key-encryption key); keeping the keys in use")
+		}
+		if r.version != 0 && d.Seq < r.doc.Seq {
+			return fmt.Errorf("keyring: the ring in Redis (write %d) is older than the one this replica holds (write %d); keeping the keys in use", d.Seq, r.doc.Seq)
+		}
+	} else if r.version != 0 {
+		return errVanished
 	}
 	for _, e := range d.Keys {
 		if r.opened[e.KID] != nil {
@@ -314,7 +351,7 @@ func (r *Ring) removable() bool {
 func (r *Ring) prune(ctx context.Context) {
 	r.mu.Lock()
 	now := r.opt.Now()
-	d := doc{KEKID: r.doc.KEKID}
+	d := doc{KEKID: r.doc.KEKID, Seq: r.doc.Seq + 1}
 	var removed []string
 	for _, e := range r.doc.Keys {
 		if e.State(now) != StateRemoved {
@@ -347,7 +384,7 @@ func (r *Ring) rotate(ctx context.Context, reason string, force bool) (Entry, er
 		}
 		r.mu.Lock()
 		now := r.opt.Now()
-		d := doc{KEKID: r.opt.KEK.ID()}
+		d := doc{KEKID: r.opt.KEK.ID(), Seq: r.doc.Seq + 1}
 		for _, e := range r.doc.Keys {
 			if e.State(now) == StateNext {
 				r.mu.Unlock()
@@ -407,9 +444,15 @@ func (r *Ring) rotate(ctx context.Context, reason string, force bool) (Entry, er
 	return Entry{}, errors.New("keyring: the ring kept changing under a rotation; try again")
 }
 
+// swap writes d, authenticated, in place of the ring at version.
 func (r *Ring) swap(ctx context.Context, version int64, d doc) (int64, error) {
+	d.MAC = nil
 	b, err := json.Marshal(d)
 	if err != nil {
+		return 0, err
+	}
+	d.MAC = r.opt.KEK.docMAC(b)
+	if b, err = json.Marshal(d); err != nil {
 		return 0, err
 	}
 	return r.store.SwapSigningRing(ctx, version, b)
