@@ -199,6 +199,25 @@ func healthcheck(args []string) error {
 	return nil
 }
 
+// sameProgram refuses pid unless it runs this same executable: a stale pid
+// file (the pid reused by another process) or one someone else wrote must
+// not make reload send SIGHUP, which ends most processes, to anything but
+// tokend. Without /proc nothing can be checked.
+func sameProgram(pid int) error {
+	self, err := os.Stat("/proc/self/exe")
+	if err != nil {
+		return nil // no /proc
+	}
+	exe, err := os.Stat("/proc/" + strconv.Itoa(pid) + "/exe")
+	if err != nil {
+		return fmt.Errorf("process %d cannot be checked, or is gone (a stale pid file?): %w", pid, err)
+	}
+	if !os.SameFile(self, exe) {
+		return fmt.Errorf("process %d is not this tokend executable (a stale pid file, or tokend replaced on disk since it started: then send it SIGHUP yourself)", pid)
+	}
+	return nil
+}
+
 // reload asks a running server to re-read its configuration: it sends
 // SIGHUP to the process whose id is in the pid file (--pid-file, or the
 // pid_file of --config).
@@ -229,6 +248,9 @@ func reload(args []string) error {
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil || pid <= 0 {
 		return fmt.Errorf("reload: %s does not hold a process id", *pidFile)
+	}
+	if err := sameProgram(pid); err != nil {
+		return fmt.Errorf("reload: %w", err)
 	}
 	p, err := os.FindProcess(pid)
 	if err != nil {
