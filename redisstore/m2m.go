@@ -47,6 +47,10 @@ var (
 	//go:embed m2m_sweep.lua
 	m2mSweepSrc    string
 	m2mSweepScript = redis.NewScript(m2mSweepSrc)
+
+	//go:embed m2m_due.lua
+	m2mDueSrc    string
+	m2mDueScript = redis.NewScript(m2mDueSrc)
 )
 
 // m2mBatch is how many tokens one list, delete or sweep step handles: the
@@ -77,7 +81,7 @@ func (s *Store) CreateM2MToken(ctx context.Context, rec M2MToken) error {
 	d := digest(rec.Owner)
 	cmds, err := s.batch.run(ctx,
 		scriptCall{script: m2mCreateScript, keys: []string{s.keys.m2mTokenOf(d, rec.ID), s.keys.m2mIndexOf(d)}, args: args},
-		scriptCall{script: m2mOwnerScript, keys: []string{s.keys.m2mOwners()}, args: []any{d}})
+		scriptCall{script: m2mOwnerScript, keys: []string{s.keys.m2mDue()}, args: []any{d, score}})
 	if err != nil {
 		return wrap("create M2M token", err)
 	}
@@ -261,45 +265,107 @@ func (s *Store) DeleteM2MTokens(ctx context.Context, owner string, ids []string)
 	}
 }
 
-// SweepM2M removes the index and blacklist entries of expired M2M tokens,
-// owner by owner, in bounded batches, and forgets owners left with none. It
-// is idempotent: every replica may run it at the same time. It returns how
-// many entries it removed.
+// SweepM2M removes the index and blacklist entries of expired M2M tokens
+// and forgets owners left with none. It visits only the owners whose
+// earliest expiry has passed (the schedule m2mDue), up to m2mBatch of them
+// per round trip and m2mBatch entries per owner per script, so one run
+// costs Redis time in proportion to the tokens that expired since the last
+// one, whatever the number of owners or live tokens. It is idempotent:
+// every replica may run it at the same time. It returns how many entries it
+// removed.
 func (s *Store) SweepM2M(ctx context.Context) (int64, error) {
-	owners := s.keys.m2mOwners()
+	if err := s.migrateM2MOwners(ctx); err != nil {
+		return 0, wrap("sweep M2M tokens", err)
+	}
+	due := s.keys.m2mDue()
 	var removed int64
-	var cursor uint64
+	t, err := s.rdb.Time(ctx).Result() // Redis' clock, as the scripts read it
+	if err != nil {
+		return 0, wrap("sweep M2M tokens", err)
+	}
+	now := strconv.FormatInt(t.Unix(), 10)
 	for {
-		digests, next, err := s.rdb.SScan(ctx, owners, cursor, "", m2mBatch).Result()
+		owners, err := s.rdb.ZRangeByScoreWithScores(ctx, due, &redis.ZRangeBy{Min: "-inf", Max: now, Count: m2mBatch}).Result()
 		if err != nil {
 			return removed, wrap("sweep M2M tokens", err)
 		}
-		for _, d := range digests {
-			idx, bl := s.keys.m2mIndexOf(d), s.keys.m2mBlacklistOf(d)
-			for {
-				res, err := m2mSweepScript.Run(ctx, s.rdb, []string{idx, bl}, m2mBatch).Int64Slice()
-				if err != nil {
-					return removed, wrap("sweep M2M tokens", err)
-				}
-				removed += res[0]
-				if res[1] == 0 {
-					// Forget the owner; a token created meanwhile (ZADD
-					// before its SADD) puts it back, or is seen here.
-					if err := s.rdb.SRem(ctx, owners, d).Err(); err != nil {
+		if len(owners) == 0 {
+			return removed, nil
+		}
+		// One round trip for the owners' steps, one for their new scores.
+		calls := make([]scriptCall, len(owners))
+		for i, o := range owners {
+			d := o.Member.(string)
+			calls[i] = scriptCall{script: m2mSweepScript, keys: []string{s.keys.m2mIndexOf(d), s.keys.m2mBlacklistOf(d)}, args: []any{m2mBatch}}
+		}
+		steps, err := s.runPipelined(ctx, calls)
+		if err != nil {
+			return removed, wrap("sweep M2M tokens", err)
+		}
+		for i, o := range owners {
+			res, err := steps[i].(*redis.Cmd).Slice()
+			if err != nil || len(res) != 2 {
+				return removed, wrap("sweep M2M tokens", fmt.Errorf("sweep step: %v %w", res, err))
+			}
+			n, _ := res[0].(int64)
+			next, _ := res[1].(string)
+			removed += n
+			calls[i] = scriptCall{script: m2mDueScript, keys: []string{due}, args: []any{o.Member, strconv.FormatFloat(o.Score, 'f', -1, 64), next}}
+		}
+		resched, err := s.runPipelined(ctx, calls)
+		if err != nil {
+			return removed, wrap("sweep M2M tokens", err)
+		}
+		// An owner removed just as a token of its was created (the
+		// creation's ZADD before the sweep's step, its score left alone as
+		// it was due earlier) is put back.
+		var gone []string
+		for i, c := range resched {
+			if v, _ := c.(*redis.Cmd).Int64(); v == 1 {
+				gone = append(gone, owners[i].Member.(string))
+			}
+		}
+		if len(gone) > 0 {
+			firsts := make([]*redis.ZSliceCmd, len(gone))
+			pipe := s.rdb.Pipeline()
+			for i, d := range gone {
+				firsts[i] = pipe.ZRangeWithScores(ctx, s.keys.m2mIndexOf(d), 0, 0)
+			}
+			if _, err := pipe.Exec(ctx); err != nil {
+				return removed, wrap("sweep M2M tokens", err)
+			}
+			for i, c := range firsts {
+				if z := c.Val(); len(z) > 0 {
+					score := strconv.FormatFloat(z[0].Score, 'f', -1, 64)
+					if err := m2mOwnerScript.Run(ctx, s.rdb, []string{due}, gone[i], score).Err(); err != nil {
 						return removed, wrap("sweep M2M tokens", err)
 					}
-					if n, err := s.rdb.ZCard(ctx, idx).Result(); err == nil && n > 0 {
-						s.rdb.SAdd(ctx, owners, d)
-					}
-					break
-				}
-				if res[0] < m2mBatch {
-					break
 				}
 			}
 		}
+	}
+}
+
+// migrateM2MOwners moves the owners of the SET an older tokend kept for the
+// sweep (m2mOwners) into the schedule, due at once, and deletes the SET.
+func (s *Store) migrateM2MOwners(ctx context.Context) error {
+	old, due := s.keys.m2mOwners(), s.keys.m2mDue()
+	if n, err := s.rdb.Exists(ctx, old).Result(); err != nil || n == 0 {
+		return err
+	}
+	var cursor uint64
+	for {
+		digests, next, err := s.rdb.SScan(ctx, old, cursor, "", m2mBatch).Result()
+		if err != nil {
+			return err
+		}
+		for _, d := range digests {
+			if err := m2mOwnerScript.Run(ctx, s.rdb, []string{due}, d, "0").Err(); err != nil {
+				return err
+			}
+		}
 		if next == 0 {
-			return removed, nil
+			return s.rdb.Del(ctx, old).Err()
 		}
 		cursor = next
 	}

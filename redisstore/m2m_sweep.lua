@@ -8,11 +8,13 @@
 --
 -- Time is Redis' own (TIME), so every replica agrees.
 --
--- Returns {removed, left in the index}.
+-- Returns {removed, the earliest expiry left in the index (unix s, as a
+-- string; "" when the index is empty)}.
 local now = redis.call('TIME')[1]
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[1], id)
   redis.call('SREM', KEYS[2], id)
 end
-return {#ids, redis.call('ZCARD', KEYS[1])}
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {#ids, first[2] or ''}
