@@ -53,9 +53,14 @@ var (
 	m2mDueScript = redis.NewScript(m2mDueSrc)
 )
 
-// m2mBatch is how many tokens one list, delete or sweep step handles: the
-// memory and Redis time of a step are bounded whatever the owner holds.
+// m2mBatch is how many tokens one list or sweep step handles: the memory
+// and Redis time of a step are bounded whatever the owner holds.
 const m2mBatch = 500
+
+// m2mDeleteBatch is how many tokens one m2m_delete.lua run handles: about
+// five commands each, so that one run stays near a millisecond and other
+// owners' calls wait little behind a delete-all of a big owner.
+const m2mDeleteBatch = 100
 
 // CreateM2MToken stores rec, indexed under its owner, until it expires: one
 // script and the owner's entry in the sweep's set, in one round trip shared
@@ -229,6 +234,16 @@ func (s *Store) DeleteM2MTokens(ctx context.Context, owner string, ids []string)
 		deleted += res[1]
 		return nil
 	}
+	runAll := func(ids []string) error {
+		for len(ids) > 0 {
+			n := min(len(ids), m2mDeleteBatch)
+			if err := run(ids[:n]); err != nil {
+				return err
+			}
+			ids = ids[n:]
+		}
+		return nil
+	}
 	if len(ids) > 0 {
 		var valid []string
 		for _, id := range ids {
@@ -236,14 +251,7 @@ func (s *Store) DeleteM2MTokens(ctx context.Context, owner string, ids []string)
 				valid = append(valid, id)
 			}
 		}
-		for len(valid) > 0 {
-			n := min(len(valid), m2mBatch)
-			if err := run(valid[:n]); err != nil {
-				return blacklisted, deleted, err
-			}
-			valid = valid[n:]
-		}
-		return blacklisted, deleted, nil
+		return blacklisted, deleted, runAll(valid)
 	}
 	var cursor uint64
 	for {
@@ -255,7 +263,7 @@ func (s *Store) DeleteM2MTokens(ctx context.Context, owner string, ids []string)
 		for i := 0; i < len(pairs); i += 2 {
 			batch = append(batch, pairs[i])
 		}
-		if err := run(batch); err != nil {
+		if err := runAll(batch); err != nil {
 			return blacklisted, deleted, err
 		}
 		if next == 0 {
@@ -302,6 +310,7 @@ func (s *Store) SweepM2M(ctx context.Context) (int64, error) {
 		if err != nil {
 			return removed, wrap("sweep M2M tokens", err)
 		}
+		args := make([]any, 0, 3*len(owners))
 		for i, o := range owners {
 			res, err := steps[i].(*redis.Cmd).Slice()
 			if err != nil || len(res) != 2 {
@@ -310,20 +319,14 @@ func (s *Store) SweepM2M(ctx context.Context) (int64, error) {
 			n, _ := res[0].(int64)
 			next, _ := res[1].(string)
 			removed += n
-			calls[i] = scriptCall{script: m2mDueScript, keys: []string{due}, args: []any{o.Member, strconv.FormatFloat(o.Score, 'f', -1, 64), next}}
-		}
-		resched, err := s.runPipelined(ctx, calls)
-		if err != nil {
-			return removed, wrap("sweep M2M tokens", err)
+			args = append(args, o.Member, strconv.FormatFloat(o.Score, 'f', -1, 64), next)
 		}
 		// An owner removed just as a token of its was created (the
 		// creation's ZADD before the sweep's step, its score left alone as
-		// it was due earlier) is put back.
-		var gone []string
-		for i, c := range resched {
-			if v, _ := c.(*redis.Cmd).Int64(); v == 1 {
-				gone = append(gone, owners[i].Member.(string))
-			}
+		// it was due earlier) is put back below.
+		gone, err := m2mDueScript.Run(ctx, s.rdb, []string{due}, args...).StringSlice()
+		if err != nil {
+			return removed, wrap("sweep M2M tokens", err)
 		}
 		if len(gone) > 0 {
 			firsts := make([]*redis.ZSliceCmd, len(gone))

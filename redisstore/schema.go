@@ -22,5 +22,9 @@ func (s Schema) APITokenOwner(owner string) string    { return s.k.apiTokenOwner
 func (s Schema) M2MToken(owner, id string) string     { return s.k.m2mToken(owner, id) }
 func (s Schema) M2MIndex(owner string) string         { return s.k.m2mIndex(owner) }
 func (s Schema) M2MBlacklist(owner string) string     { return s.k.m2mBlacklist(owner) }
-func (s Schema) M2MOwners() string                    { return s.k.m2mOwners() }
+func (s Schema) M2MDue() string                       { return s.k.m2mDue() }
 func (s Schema) Digest(owner string) string           { return digest(owner) }
+
+// M2MOwners is the owners SET an older tokend's sweep walked (SweepM2M
+// migrates it).
+func (s Schema) M2MOwners() string { return s.k.m2mOwners() }

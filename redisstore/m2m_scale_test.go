@@ -11,26 +11,27 @@ import (
 	"github.com/tokend/tokend/redisstore/redistest"
 )
 
-// The M2M sweep's schedule (m2mDue) against miniredis, one real Redis and a
-// three-master Cluster, like the conformance suite.
+// What keeps M2M work bounded as an owner grows (the sweep's schedule,
+// m2mDue; deletes in bounded batches) against miniredis, one real Redis and
+// a three-master Cluster, like the conformance suite.
 
-func TestM2MSweepScheduleMiniredis(t *testing.T) { runSweepSchedule(t, newMiniredisClient) }
+func TestM2MBoundedMiniredis(t *testing.T) { runM2MBounded(t, newMiniredisClient) }
 
-func TestM2MSweepScheduleRedis(t *testing.T) {
+func TestM2MBoundedRedis(t *testing.T) {
 	redistest.Binary(t)
-	runSweepSchedule(t, newRedisClient)
+	runM2MBounded(t, newRedisClient)
 }
 
-func TestM2MSweepScheduleCluster(t *testing.T) {
+func TestM2MBoundedCluster(t *testing.T) {
 	cl := redistest.StartCluster(t, 3)
-	runSweepSchedule(t, func(t *testing.T) redis.UniversalClient {
+	runM2MBounded(t, func(t *testing.T) redis.UniversalClient {
 		c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs})
 		t.Cleanup(func() { c.Close() })
 		return c
 	})
 }
 
-func runSweepSchedule(t *testing.T, newClient func(t *testing.T) redis.UniversalClient) {
+func runM2MBounded(t *testing.T, newClient func(t *testing.T) redis.UniversalClient) {
 	newStore := func(t *testing.T) (*Store, redis.UniversalClient) {
 		c := newClient(t)
 		return New(c, Options{Prefix: fmt.Sprintf("tokend%d", prefixes.Add(1))}), c
@@ -127,6 +128,40 @@ func runSweepSchedule(t *testing.T, newClient func(t *testing.T) redis.Universal
 		}
 		if keys := allKeys(t, c, s.keys.prefix); len(keys) != 0 {
 			t.Errorf("keys left: %v", keys)
+		}
+	})
+
+	t.Run("DeleteManyBatches", func(t *testing.T) {
+		t.Parallel()
+		s, c := newStore(t)
+		ctx := t.Context()
+		n := 2*m2mDeleteBatch + 31
+		var ids []string
+		for i := range n {
+			id := fmt.Sprintf("f%04d", i)
+			ids = append(ids, id)
+			if err := s.CreateM2MToken(ctx, tok("frank", id, base.Add(time.Hour))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// By ids, then all: every token blacklisted once, across batches.
+		if bl, del, err := s.DeleteM2MTokens(ctx, "frank", ids[:m2mDeleteBatch+5]); err != nil || bl != int64(m2mDeleteBatch+5) || del != 0 {
+			t.Fatalf("delete by ids: %d blacklisted, %d deleted, %v", bl, del, err)
+		}
+		if bl, del, err := s.DeleteM2MTokens(ctx, "frank", nil); err != nil || bl != int64(n-m2mDeleteBatch-5) || del != 0 {
+			t.Fatalf("delete all: %d blacklisted, %d deleted, %v; want %d", bl, del, err, n-m2mDeleteBatch-5)
+		}
+		if got := c.SCard(ctx, s.keys.m2mBlacklist("frank")).Val(); got != int64(n) {
+			t.Errorf("blacklist holds %d, want %d", got, n)
+		}
+		got, err := s.GetM2MTokens(ctx, nil, "frank", ids)
+		if err != nil || len(got) != n {
+			t.Fatalf("records: %d, %v", len(got), err)
+		}
+		for _, tk := range got {
+			if !tk.Blacklisted() || tk.Version != 2 {
+				t.Fatalf("%s: blacklisted %v, version %d", tk.ID, tk.Blacklisted(), tk.Version)
+			}
 		}
 	})
 
