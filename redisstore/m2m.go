@@ -53,7 +53,8 @@ var (
 	m2mDueScript = redis.NewScript(m2mDueSrc)
 )
 
-// m2mBatch is how many tokens one list or sweep step handles: the memory
+// m2mBatch is how many tokens one list step handles (and owners one sweep
+// round takes): the memory
 // and Redis time of a step are bounded whatever the owner holds.
 const m2mBatch = 500
 
@@ -61,6 +62,11 @@ const m2mBatch = 500
 // five commands each, so that one run stays near a millisecond and other
 // owners' calls wait little behind a delete-all of a big owner.
 const m2mDeleteBatch = 100
+
+// m2mSweepBatch is how many entries one m2m_sweep.lua run removes from an
+// owner's index, and how many owners one m2m_due.lua run reschedules: two
+// commands each, so that a run of either stays well under a millisecond.
+const m2mSweepBatch = 200
 
 // CreateM2MToken stores rec, indexed under its owner, until it expires: one
 // script and the owner's entry in the sweep's set, in one round trip shared
@@ -276,7 +282,7 @@ func (s *Store) DeleteM2MTokens(ctx context.Context, owner string, ids []string)
 // SweepM2M removes the index and blacklist entries of expired M2M tokens
 // and forgets owners left with none. It visits only the owners whose
 // earliest expiry has passed (the schedule m2mDue), up to m2mBatch of them
-// per round trip and m2mBatch entries per owner per script, so one run
+// per round trip and m2mSweepBatch entries per owner per script, so one run
 // costs Redis time in proportion to the tokens that expired since the last
 // one, whatever the number of owners or live tokens. It is idempotent:
 // every replica may run it at the same time. It returns how many entries it
@@ -304,7 +310,7 @@ func (s *Store) SweepM2M(ctx context.Context) (int64, error) {
 		calls := make([]scriptCall, len(owners))
 		for i, o := range owners {
 			d := o.Member.(string)
-			calls[i] = scriptCall{script: m2mSweepScript, keys: []string{s.keys.m2mIndexOf(d), s.keys.m2mBlacklistOf(d)}, args: []any{m2mBatch}}
+			calls[i] = scriptCall{script: m2mSweepScript, keys: []string{s.keys.m2mIndexOf(d), s.keys.m2mBlacklistOf(d)}, args: []any{m2mSweepBatch}}
 		}
 		steps, err := s.runPipelined(ctx, calls)
 		if err != nil {
@@ -324,9 +330,14 @@ func (s *Store) SweepM2M(ctx context.Context) (int64, error) {
 		// An owner removed just as a token of its was created (the
 		// creation's ZADD before the sweep's step, its score left alone as
 		// it was due earlier) is put back below.
-		gone, err := m2mDueScript.Run(ctx, s.rdb, []string{due}, args...).StringSlice()
-		if err != nil {
-			return removed, wrap("sweep M2M tokens", err)
+		var gone []string
+		for len(args) > 0 {
+			n := min(len(args), 3*m2mSweepBatch)
+			g, err := m2mDueScript.Run(ctx, s.rdb, []string{due}, args[:n]...).StringSlice()
+			if err != nil {
+				return removed, wrap("sweep M2M tokens", err)
+			}
+			gone, args = append(gone, g...), args[n:]
 		}
 		if len(gone) > 0 {
 			firsts := make([]*redis.ZSliceCmd, len(gone))

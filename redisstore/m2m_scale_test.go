@@ -117,14 +117,14 @@ func runM2MBounded(t *testing.T, newClient func(t *testing.T) redis.UniversalCli
 		s, c := newStore(t)
 		ctx := t.Context()
 		exp := base.Add(3 * time.Second)
-		for i := range 2*m2mBatch + 7 {
+		for i := range 2*m2mSweepBatch + 7 {
 			if err := s.CreateM2MToken(ctx, tok("dave", fmt.Sprintf("d%04d", i), exp)); err != nil {
 				t.Fatal(err)
 			}
 		}
 		advance(c, 4100*time.Millisecond)
-		if n, err := s.SweepM2M(ctx); err != nil || n != 2*m2mBatch+7 {
-			t.Fatalf("sweep removed %d, %v; want %d in one run", n, err, 2*m2mBatch+7)
+		if n, err := s.SweepM2M(ctx); err != nil || n != 2*m2mSweepBatch+7 {
+			t.Fatalf("sweep removed %d, %v; want %d in one run", n, err, 2*m2mSweepBatch+7)
 		}
 		if keys := allKeys(t, c, s.keys.prefix); len(keys) != 0 {
 			t.Errorf("keys left: %v", keys)
