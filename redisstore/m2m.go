@@ -44,10 +44,6 @@ var (
 	m2mOwnerSrc    string
 	m2mOwnerScript = redis.NewScript(m2mOwnerSrc)
 
-	//go:embed m2m_sweep.lua
-	m2mSweepSrc    string
-	m2mSweepScript = redis.NewScript(m2mSweepSrc)
-
 	//go:embed m2m_due.lua
 	m2mDueSrc    string
 	m2mDueScript = redis.NewScript(m2mDueSrc)
@@ -63,9 +59,9 @@ const m2mBatch = 500
 // owners' calls wait little behind a delete-all of a big owner.
 const m2mDeleteBatch = 100
 
-// m2mSweepBatch is how many entries one m2m_sweep.lua run removes from an
-// owner's index, and how many owners one m2m_due.lua run reschedules: two
-// commands each, so that a run of either stays well under a millisecond.
+// m2mSweepBatch is how many entries one sweep command removes from an
+// owner's index, and how many owners one m2m_due.lua run reschedules, so
+// that each stays well under a millisecond.
 const m2mSweepBatch = 200
 
 // CreateM2MToken stores rec, indexed under its owner, until it expires: one
@@ -282,7 +278,7 @@ func (s *Store) DeleteM2MTokens(ctx context.Context, owner string, ids []string)
 // SweepM2M removes the index and blacklist entries of expired M2M tokens
 // and forgets owners left with none. It visits only the owners whose
 // earliest expiry has passed (the schedule m2mDue), up to m2mBatch of them
-// per round trip and m2mSweepBatch entries per owner per script, so one run
+// per round and m2mSweepBatch entries per owner per round, so one run
 // costs Redis time in proportion to the tokens that expired since the last
 // one, whatever the number of owners or live tokens. It is idempotent:
 // every replica may run it at the same time. It returns how many entries it
@@ -306,30 +302,48 @@ func (s *Store) SweepM2M(ctx context.Context) (int64, error) {
 		if len(owners) == 0 {
 			return removed, nil
 		}
-		// One round trip for the owners' steps, one for their new scores.
-		calls := make([]scriptCall, len(owners))
-		for i, o := range owners {
-			d := o.Member.(string)
-			calls[i] = scriptCall{script: m2mSweepScript, keys: []string{s.keys.m2mIndexOf(d), s.keys.m2mBlacklistOf(d)}, args: []any{m2mSweepBatch}}
+		// Plain commands, two round trips for the whole round: the ids due
+		// in each owner's index, then their removal from the index and
+		// the blacklist with the earliest expiry left. No script is
+		// needed: an index entry past its expiry is only ever removed
+		// (ZREM and SREM are idempotent), and a new one always expires
+		// later.
+		found := make([]*redis.StringSliceCmd, len(owners))
+		if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, o := range owners {
+				found[i] = p.ZRangeByScore(ctx, s.keys.m2mIndexOf(o.Member.(string)), &redis.ZRangeBy{Min: "-inf", Max: now, Count: m2mSweepBatch})
+			}
+			return nil
+		}); err != nil {
+			return removed, wrap("sweep M2M tokens", err)
 		}
-		steps, err := s.runPipelined(ctx, calls)
-		if err != nil {
+		firsts := make([]*redis.ZSliceCmd, len(owners))
+		if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, o := range owners {
+				d := o.Member.(string)
+				if ids := found[i].Val(); len(ids) > 0 {
+					members := make([]any, len(ids))
+					for j, id := range ids {
+						members[j] = id
+					}
+					p.ZRem(ctx, s.keys.m2mIndexOf(d), members...)
+					p.SRem(ctx, s.keys.m2mBlacklistOf(d), members...)
+					removed += int64(len(ids))
+				}
+				firsts[i] = p.ZRangeWithScores(ctx, s.keys.m2mIndexOf(d), 0, 0)
+			}
+			return nil
+		}); err != nil {
 			return removed, wrap("sweep M2M tokens", err)
 		}
 		args := make([]any, 0, 3*len(owners))
 		for i, o := range owners {
-			res, err := steps[i].(*redis.Cmd).Slice()
-			if err != nil || len(res) != 2 {
-				return removed, wrap("sweep M2M tokens", fmt.Errorf("sweep step: %v %w", res, err))
+			next := ""
+			if z := firsts[i].Val(); len(z) > 0 {
+				next = strconv.FormatFloat(z[0].Score, 'f', -1, 64)
 			}
-			n, _ := res[0].(int64)
-			next, _ := res[1].(string)
-			removed += n
 			args = append(args, o.Member, strconv.FormatFloat(o.Score, 'f', -1, 64), next)
 		}
-		// An owner removed just as a token of its was created (the
-		// creation's ZADD before the sweep's step, its score left alone as
-		// it was due earlier) is put back below.
 		var gone []string
 		for len(args) > 0 {
 			n := min(len(args), 3*m2mSweepBatch)

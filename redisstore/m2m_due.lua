@@ -1,4 +1,4 @@
--- Reschedule the owners of one sweep round (m2m_sweep.lua ran for each):
+-- Reschedule the owners of one sweep round (their expired entries removed):
 -- unless a token created meanwhile changed an owner's score, set it to the
 -- earliest expiry left in the owner's index, or remove the owner when its
 -- index is empty. One run for up to 200 owners: the schedule is one key.
