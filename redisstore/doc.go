@@ -118,7 +118,7 @@
 //     one slot; every creation runs one small script on it. The sweep reads
 //     only the owners due (ZRANGEBYSCORE, 500 at a time), pipelines four
 //     plain commands per owner (at most 200 entries each) and reschedules
-//     200 owners per script run, so a sweep costs Redis time in proportion
+//     100 owners per script run, so a sweep costs Redis time in proportion
 //     to the owners with tokens expired since the last one (about 17 µs per
 //     expired entry when most owners are small), not to the owners or the
 //     tokens live.

@@ -60,9 +60,13 @@ const m2mBatch = 500
 const m2mDeleteBatch = 100
 
 // m2mSweepBatch is how many entries one sweep command removes from an
-// owner's index, and how many owners one m2m_due.lua run reschedules, so
+// owner's index, and m2mDueBatch how many owners one m2m_due.lua run
+// reschedules (two commands each, on a key with one member per owner), so
 // that each stays well under a millisecond.
-const m2mSweepBatch = 200
+const (
+	m2mSweepBatch = 200
+	m2mDueBatch   = 100
+)
 
 // CreateM2MToken stores rec, indexed under its owner, until it expires: one
 // script and the owner's entry in the sweep's set, in one round trip shared
@@ -346,7 +350,7 @@ func (s *Store) SweepM2M(ctx context.Context) (int64, error) {
 		}
 		var gone []string
 		for len(args) > 0 {
-			n := min(len(args), 3*m2mSweepBatch)
+			n := min(len(args), 3*m2mDueBatch)
 			g, err := m2mDueScript.Run(ctx, s.rdb, []string{due}, args[:n]...).StringSlice()
 			if err != nil {
 				return removed, wrap("sweep M2M tokens", err)

@@ -1,7 +1,7 @@
 -- Reschedule the owners of one sweep round (their expired entries removed):
 -- unless a token created meanwhile changed an owner's score, set it to the
 -- earliest expiry left in the owner's index, or remove the owner when its
--- index is empty. One run for up to 200 owners: the schedule is one key.
+-- index is empty. One run for up to 100 owners: the schedule is one key.
 --
 -- KEYS[1] the sweep's schedule (zset: owner digest -> earliest expiry, unix s)
 -- ARGV    triples: the owner's digest, the score the sweep read before its
