@@ -6,6 +6,8 @@
 //	tokend serve --config FILE     run from a configuration file
 //	tokend hash [--bcrypt]         hash a password or secret read from standard input
 //	tokend keygen [--alg ALG]      print a new PEM signing key (EdDSA, ES256, RS256)
+//	tokend keys list|rotate --config FILE   the signing keys shared through Redis
+//	tokend reload --config FILE    make the running server re-read its configuration
 //	tokend healthcheck [--url U]   exit 0 when U (default http://127.0.0.1:8080/readyz) answers 200
 package main
 
@@ -20,6 +22,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -58,6 +61,10 @@ func runContext(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		return hash(args, stdin, stdout)
 	case "keygen":
 		return keygen(args, stdout)
+	case "keys":
+		return keysCmd(ctx, args, stdout)
+	case "reload":
+		return reload(args)
 	case "healthcheck":
 		return healthcheck(args)
 	case "help", "-h", "--help":
@@ -74,12 +81,15 @@ const usage = `usage:
   tokend hash [--bcrypt]         hash a password or secret read from standard input
   tokend keygen [--alg ALG]      print a new PEM signing key: EdDSA (default), ES256 or RS256
   tokend healthcheck [--url U]   exit 0 when U (default http://127.0.0.1:8080/readyz) answers 200
+  tokend keys list --config FILE     list the signing keys shared through Redis, with their states
+  tokend keys rotate --config FILE   publish a new signing key now; it signs after signing.jwks_max_age
+  tokend reload --config FILE    signal the server running with FILE (its pid_file) to re-read it
 `
 
-// servePprof serves Go's profiler on addr (TOKEND_PPROF_ADDR, unset: off),
-// on its own listener so it is never reachable through the service port.
-func servePprof(stderr io.Writer) {
-	addr := os.Getenv("TOKEND_PPROF_ADDR")
+// servePprof serves Go's profiler on addr (config.EnvPprofAddr; empty:
+// off), on its own listener so it is never reachable through the service
+// port.
+func servePprof(addr string, stderr io.Writer) {
 	if addr == "" {
 		return
 	}
@@ -98,22 +108,10 @@ func signalContext() (context.Context, context.CancelFunc) {
 }
 
 func dev(ctx context.Context, stdout, stderr io.Writer) error {
-	cfg, cred, err := server.DevConfig()
+	cfg, cred, err := server.DevConfig(os.Getenv)
 	if err != nil {
 		return err
 	}
-	if addr := os.Getenv("TOKEND_ADDR"); addr != "" {
-		old := cfg.Issuer
-		cfg.Addr, cfg.Issuer = addr, "http://"+addr
-		for i := range cfg.Clients { // the demo M2M client trusts tokend's own assertions
-			for j, iss := range cfg.Clients[i].AssertionIssuers {
-				if iss == old {
-					cfg.Clients[i].AssertionIssuers[j] = cfg.Issuer
-				}
-			}
-		}
-	}
-	cfg.Redis.URL = os.Getenv("TOKEND_REDIS_URL") // empty: embedded
 	server.PrintDevBanner(stdout, cfg, cred)
 	return server.Run(ctx, cfg, server.NewLogger(cfg.Log, stderr))
 }
@@ -131,8 +129,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	servePprof(stderr)
-	return server.Run(ctx, cfg, server.NewLogger(cfg.Log, stderr))
+	if err := cfg.RequireSigningKeys(); err != nil {
+		return err
+	}
+	servePprof(os.Getenv(config.EnvPprofAddr), stderr)
+	return server.RunFile(ctx, *path, cfg, server.NewLogger(cfg.Log, stderr))
 }
 
 func hash(args []string, stdin io.Reader, stdout io.Writer) error {
@@ -194,6 +195,47 @@ func healthcheck(args []string) error {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("healthcheck: %s answered %s", *url, resp.Status)
+	}
+	return nil
+}
+
+// reload asks a running server to re-read its configuration: it sends
+// SIGHUP to the process whose id is in the pid file (--pid-file, or the
+// pid_file of --config).
+func reload(args []string) error {
+	fs := flag.NewFlagSet("reload", flag.ContinueOnError)
+	path := fs.String("config", "", "configuration file of the running server (its pid_file is read)")
+	pidFile := fs.String("pid-file", "", "pid file of the running server")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *pidFile == "" && *path != "" {
+		cfg, err := config.Load(*path, os.Getenv)
+		if err != nil {
+			return err
+		}
+		*pidFile = cfg.PIDFile
+		if *pidFile == "" {
+			return fmt.Errorf("reload: %s sets no pid_file; set one (the server writes its process id there) or send SIGHUP yourself", *path)
+		}
+	}
+	if *pidFile == "" {
+		return errors.New("reload: --config FILE or --pid-file FILE is required")
+	}
+	b, err := os.ReadFile(*pidFile)
+	if err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return fmt.Errorf("reload: %s does not hold a process id", *pidFile)
+	}
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
+	if err := p.Signal(syscall.SIGHUP); err != nil {
+		return fmt.Errorf("reload: signal process %d: %w", pid, err)
 	}
 	return nil
 }

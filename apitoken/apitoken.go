@@ -10,17 +10,17 @@ import (
 )
 
 const (
-	// IDPrefix starts every API token id (the TypeID type prefix).
-	IDPrefix = "api_token_"
-	// SecretPrefix starts every API token secret.
-	SecretPrefix = "tokend_"
+	// idPrefix starts every API token id (the TypeID type prefix).
+	idPrefix = "api_token_"
+	// secretPrefix starts every API token secret.
+	secretPrefix = "tokend_"
 
 	suffixLen   = 26 // TypeID suffix: 128 bits in Crockford base32
 	randomBytes = 32
 	randomLen   = 52 // 256 bits in base32 (rounded up)
 	checksumLen = 7  // CRC-32 in base32
-	// SecretLen is the length of every secret.
-	SecretLen = len(SecretPrefix) + suffixLen + randomLen + checksumLen
+	// secretLen is the length of every secret.
+	secretLen = len(secretPrefix) + suffixLen + randomLen + checksumLen
 )
 
 // alphabet is Crockford's base32, lower case, as TypeID uses it.
@@ -37,27 +37,27 @@ var decodeTable = func() [256]byte {
 	return t
 }()
 
-// ErrMalformed is returned for any string that is not a well-formed id or
+// errMalformed is returned for any string that is not a well-formed id or
 // secret.
-var ErrMalformed = errors.New("apitoken: malformed")
+var errMalformed = errors.New("apitoken: malformed")
 
-// NewID returns a new id: IDPrefix followed by the TypeID suffix of a
+// NewID returns a new id: idPrefix followed by the TypeID suffix of a
 // UUIDv7 (time-ordered, 74 random bits).
 func NewID() string {
-	return IDPrefix + encodeSuffix(newUUIDv7(time.Now()))
+	return idPrefix + encodeSuffix(newUUIDv7(time.Now()))
 }
 
 // NewSecret returns a new secret for the token with the given id.
 func NewSecret(id string) (string, error) {
-	suffix, ok := strings.CutPrefix(id, IDPrefix)
+	suffix, ok := strings.CutPrefix(id, idPrefix)
 	if !ok || !validSuffix(suffix) {
-		return "", ErrMalformed
+		return "", errMalformed
 	}
 	var r [randomBytes]byte
 	_, _ = rand.Read(r[:]) // never fails (Go ≥ 1.24)
 	var b strings.Builder
-	b.Grow(SecretLen)
-	b.WriteString(SecretPrefix)
+	b.Grow(secretLen)
+	b.WriteString(secretPrefix)
 	b.WriteString(suffix)
 	b.WriteString(encodeBits(r[:], randomLen))
 	body := b.String()
@@ -70,31 +70,31 @@ func NewSecret(id string) (string, error) {
 // ParseSecret checks a secret's form and checksum and returns the id it
 // belongs to. It does not say whether the token exists.
 func ParseSecret(secret string) (id string, err error) {
-	if len(secret) != SecretLen || !strings.HasPrefix(secret, SecretPrefix) {
-		return "", ErrMalformed
+	if len(secret) != secretLen || !strings.HasPrefix(secret, secretPrefix) {
+		return "", errMalformed
 	}
-	rest := secret[len(SecretPrefix):]
+	rest := secret[len(secretPrefix):]
 	for i := range len(rest) {
 		if decodeTable[rest[i]] == 0xff {
-			return "", ErrMalformed
+			return "", errMalformed
 		}
 	}
 	suffix := rest[:suffixLen]
 	if !validSuffix(suffix) {
-		return "", ErrMalformed
+		return "", errMalformed
 	}
-	body := secret[:SecretLen-checksumLen]
+	body := secret[:secretLen-checksumLen]
 	var sum [5]byte
 	binary.BigEndian.PutUint32(sum[1:], crc32.ChecksumIEEE([]byte(body)))
-	if encodeBits(sum[:], checksumLen+1)[1:] != secret[SecretLen-checksumLen:] {
-		return "", ErrMalformed
+	if encodeBits(sum[:], checksumLen+1)[1:] != secret[secretLen-checksumLen:] {
+		return "", errMalformed
 	}
-	return IDPrefix + suffix, nil
+	return idPrefix + suffix, nil
 }
 
 // ValidID reports whether id is a well-formed API token id.
 func ValidID(id string) bool {
-	suffix, ok := strings.CutPrefix(id, IDPrefix)
+	suffix, ok := strings.CutPrefix(id, idPrefix)
 	return ok && validSuffix(suffix)
 }
 

@@ -12,7 +12,7 @@ func TestIDForm(t *testing.T) {
 		t.Fatal("two ids are equal")
 	}
 	for _, id := range []string{a, b} {
-		if !ValidID(id) || len(id) != len(IDPrefix)+26 {
+		if !ValidID(id) || len(id) != len(idPrefix)+26 {
 			t.Fatalf("bad id %q", id)
 		}
 	}
@@ -54,7 +54,7 @@ func TestSecretRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(s) != SecretLen || !strings.HasPrefix(s, SecretPrefix) {
+	if len(s) != secretLen || !strings.HasPrefix(s, secretPrefix) {
 		t.Fatalf("secret %q", s)
 	}
 	got, err := ParseSecret(s)
@@ -85,8 +85,8 @@ func TestParseSecretRefuses(t *testing.T) {
 		"extended":          s + "a",
 		"other prefix":      "ghp_" + s[4:],
 		"upper case":        strings.ToUpper(s),
-		"typo in random":    flip(len(SecretPrefix) + suffixLen + 3),
-		"typo in id":        flip(len(SecretPrefix) + 5),
+		"typo in random":    flip(len(secretPrefix) + suffixLen + 3),
+		"typo in id":        flip(len(secretPrefix) + 5),
 		"typo in checksum":  flip(len(s) - 1),
 		"invalid character": s[:20] + "u" + s[21:],
 		"id only":           id,
@@ -105,14 +105,14 @@ func FuzzParseSecret(f *testing.F) {
 	s, _ := NewSecret(NewID())
 	f.Add(s)
 	f.Add("")
-	f.Add(SecretPrefix)
-	f.Add(strings.Repeat("z", SecretLen))
+	f.Add(secretPrefix)
+	f.Add(strings.Repeat("z", secretLen))
 	f.Fuzz(func(t *testing.T, in string) {
 		id, err := ParseSecret(in)
 		if err != nil {
 			return
 		}
-		if !ValidID(id) || !strings.HasPrefix(in, SecretPrefix) || len(in) != SecretLen {
+		if !ValidID(id) || !strings.HasPrefix(in, secretPrefix) || len(in) != secretLen {
 			t.Fatalf("accepted %q as id %q", in, id)
 		}
 	})

@@ -6,10 +6,12 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 
 	"github.com/tokend/tokend/authz"
+	"github.com/tokend/tokend/dpop"
 	"github.com/tokend/tokend/redisstore"
 	"github.com/tokend/tokend/tokens"
 )
@@ -33,11 +35,14 @@ type Caller struct {
 	// handler passes it to its first store read, which sends it in the same round trip, and the
 	// response is held back until it has passed. Nil when the check has passed already.
 	Pending redisstore.Gate
+	// proof is the replay record of the call's DPoP proof, one of Pending (nil without a proof).
+	proof *redisstore.Precheck
 }
 
 type callerKey struct{}
 
-// WithCaller returns ctx carrying the verified caller.
+// WithCaller returns ctx carrying the verified caller (the middleware, and
+// tests of handlers that read CallerFrom).
 func WithCaller(ctx context.Context, c *Caller) context.Context {
 	return context.WithValue(ctx, callerKey{}, c)
 }
@@ -57,6 +62,16 @@ func ErrUnauthenticated() *connect.Error {
 	return connect.NewError(connect.CodeUnauthenticated, errUnauthenticated)
 }
 
+// errUnavailable is the one message of a check that could not reach the
+// token store: the caller may retry.
+var errUnavailable = errors.New("token store unavailable; try again")
+
+// ErrUnavailable is the answer when the token store cannot be reached
+// (here and in the handlers).
+func ErrUnavailable() *connect.Error {
+	return connect.NewError(connect.CodeUnavailable, errUnavailable)
+}
+
 // Middleware guards the procedures of authz.Table: it verifies the bearer token, applies the table
 // (permission_denied), and runs the token's revocation checks (unauthenticated when one refuses). Other
 // paths pass through untouched.
@@ -70,6 +85,16 @@ type Middleware struct {
 	// OnRefused, if set, is called with the procedure and code of every
 	// request the middleware refuses (for metrics).
 	OnRefused func(procedure string, code connect.Code)
+	// dpop checks the proofs that go with DPoP-bound tokens (see UseDPoP).
+	dpop       *dpop.Checker
+	proofCheck func(id string, ttl time.Duration) *redisstore.Precheck
+}
+
+// UseDPoP has m accept DPoP-bound tokens (cnf.jkt): sent as "Authorization: DPoP <token>" with a
+// proof of the bound key checked by c, whose replay record proofCheck makes (it joins the token's
+// revocation checks: one round trip for both). Without it, bound tokens are refused.
+func (m *Middleware) UseDPoP(c *dpop.Checker, proofCheck func(id string, ttl time.Duration) *redisstore.Precheck) {
+	m.dpop, m.proofCheck = c, proofCheck
 }
 
 // NewMiddleware returns a Middleware for tokens of issuer, verified by v, whose revocation checks
@@ -97,7 +122,11 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 			return
 		}
 		ctx := r.Context()
-		caller, err := m.authorize(ctx, r.URL.Path, r.Header.Get("Authorization"))
+		header := r.Header.Get("Authorization")
+		caller, err := m.authorize(ctx, r.URL.Path, header)
+		if err == nil {
+			err = m.checkProof(ctx, r, header, caller)
+		}
 		if err != nil {
 			m.refuse(w, r, err)
 			return
@@ -125,6 +154,9 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 func (m *Middleware) authorize(ctx context.Context, procedure, header string) (*Caller, error) {
 	raw, ok := BearerToken(header)
 	if !ok {
+		raw, ok = DPoPToken(header)
+	}
+	if !ok {
 		return nil, ErrUnauthenticated()
 	}
 	claims, err := m.verifier.Verify(raw)
@@ -135,7 +167,7 @@ func (m *Middleware) authorize(ctx context.Context, procedure, header string) (*
 	checks, refused, err := m.revocation(claims)
 	if err != nil {
 		m.log.WarnContext(ctx, "revocation check failed", "err", err)
-		return nil, connect.NewError(connect.CodeUnavailable, errors.New("token store unavailable"))
+		return nil, ErrUnavailable()
 	}
 	if refused {
 		m.log.DebugContext(ctx, "bearer token refused", "reason", "source gone", "jti", claims.ID)
@@ -149,12 +181,58 @@ func (m *Middleware) authorize(ctx context.Context, procedure, header string) (*
 	return c, nil
 }
 
+// checkProof applies the DPoP rules to a caller authorized with header: a bound token (cnf.jkt)
+// needs the DPoP scheme and a proof, for this call and this token, by the bound key, whose replay
+// record joins the caller's pending checks; a bearer token may not use the DPoP scheme (RFC 9449
+// §7.1). Refusals are *dpop.Error.
+func (m *Middleware) checkProof(ctx context.Context, r *http.Request, header string, c *Caller) error {
+	raw, isDPoP := DPoPToken(header)
+	bound := c.Claims.BoundKey()
+	switch {
+	case bound == "" && !isDPoP:
+		return nil
+	case bound == "" || m.dpop == nil:
+		m.log.DebugContext(ctx, "bearer token refused", "reason", "DPoP scheme with an unbound token", "jti", c.Claims.ID)
+		return &dpop.Error{Code: dpop.CodeInvalidToken, Description: "the access token is not DPoP-bound", Resource: true}
+	case !isDPoP:
+		m.log.DebugContext(ctx, "bearer token refused", "reason", "DPoP-bound token sent as Bearer", "jti", c.Claims.ID)
+		return &dpop.Error{Code: dpop.CodeInvalidToken, Description: "a DPoP-bound token needs the DPoP scheme and a proof", Resource: true}
+	}
+	proofs := r.Header.Values(dpop.ProofHeader)
+	if len(proofs) != 1 {
+		return &dpop.Error{Code: dpop.CodeInvalidProof, Description: "exactly one DPoP proof is required", Resource: true}
+	}
+	p, err := m.dpop.Check(ctx, proofs[0], dpop.TargetOf(r, raw))
+	if err != nil {
+		if de, ok := dpop.As(err); ok {
+			de.Resource = true
+			m.log.DebugContext(ctx, "DPoP proof refused", "reason", de.Description, "jti", c.Claims.ID)
+			return de
+		}
+		m.log.WarnContext(ctx, "DPoP nonce store failed", "err", err)
+		return connect.NewError(connect.CodeUnavailable, errors.New("token store unavailable"))
+	}
+	if p.JKT != bound {
+		m.log.DebugContext(ctx, "DPoP proof refused", "reason", "key does not match cnf.jkt", "jti", c.Claims.ID)
+		return &dpop.Error{Code: dpop.CodeInvalidToken, Description: "DPoP proof key does not match the token's cnf.jkt", Resource: true}
+	}
+	c.proof = m.proofCheck(p.ReplayID, p.ReplayTTL)
+	c.Pending = append(c.Pending, c.proof)
+	return nil
+}
+
 // settle waits for the caller's revocation checks: nil when they pass.
 func (m *Middleware) settle(ctx context.Context, c *Caller) error {
 	revoked, err := redisstore.Settle(ctx, c.Pending...)
 	if err != nil {
 		m.log.WarnContext(ctx, "revocation check failed", "err", err)
-		return connect.NewError(connect.CodeUnavailable, errors.New("token store unavailable"))
+		return ErrUnavailable()
+	}
+	if revoked && c.proof != nil && c.proof.Refused() {
+		m.log.DebugContext(ctx, "DPoP proof refused", "reason", "replayed", "jti", c.Claims.ID)
+		e := dpop.ErrReplayed()
+		e.Resource = true
+		return e
 	}
 	if revoked {
 		m.log.DebugContext(ctx, "bearer token refused", "reason", "revoked", "jti", c.Claims.ID)
@@ -164,6 +242,15 @@ func (m *Middleware) settle(ctx context.Context, c *Caller) error {
 }
 
 func (m *Middleware) refuse(w http.ResponseWriter, r *http.Request, err error) {
+	if de, ok := dpop.As(err); ok {
+		de.SetHeaders(w.Header())
+		err = connect.NewError(connect.CodeUnauthenticated, errors.New(de.Error()))
+		if m.OnRefused != nil {
+			m.OnRefused(r.URL.Path, connect.CodeUnauthenticated)
+		}
+		_ = m.errW.Write(w, r, err)
+		return
+	}
 	code := connect.CodeOf(err)
 	if m.OnRefused != nil {
 		m.OnRefused(r.URL.Path, code)
@@ -183,6 +270,17 @@ func (m *Middleware) refuse(w http.ResponseWriter, r *http.Request, err error) {
 // scheme is case-insensitive (RFC 6750 §2.1).
 func BearerToken(header string) (string, bool) {
 	const prefix = "bearer "
+	if len(header) <= len(prefix) || !strings.EqualFold(header[:len(prefix)], prefix) {
+		return "", false
+	}
+	tok := strings.TrimSpace(header[len(prefix):])
+	return tok, tok != ""
+}
+
+// DPoPToken extracts the token from an Authorization header value with the DPoP scheme
+// (RFC 9449 §7.1; case-insensitive).
+func DPoPToken(header string) (string, bool) {
+	const prefix = "dpop "
 	if len(header) <= len(prefix) || !strings.EqualFold(header[:len(prefix)], prefix) {
 		return "", false
 	}

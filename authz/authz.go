@@ -156,14 +156,14 @@ func Authorize(procedure string, p Principal, issuer string) error {
 		return &DeniedError{"unknown procedure"}
 	case !slices.Contains(r.Allowed, p.Kind):
 		return &DeniedError{r.Why}
-	case p.Kind != Foreign && !NamesIssuer(p.Audience, issuer): // a foreign assertion's aud is checked where it is verified
+	case p.Kind != Foreign && !namesIssuer(p.Audience, issuer): // a foreign assertion's aud is checked where it is verified
 		return &DeniedError{"the token's audience does not name this server"}
 	}
 	return nil
 }
 
-// NamesIssuer reports whether aud names tokend's issuer (a trailing slash aside).
-func NamesIssuer(aud []string, issuer string) bool {
+// namesIssuer reports whether aud names tokend's issuer (a trailing slash aside).
+func namesIssuer(aud []string, issuer string) bool {
 	issuer = strings.TrimSuffix(issuer, "/")
 	for _, a := range aud {
 		if strings.TrimSuffix(a, "/") == issuer {

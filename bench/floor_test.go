@@ -5,6 +5,7 @@ package bench
 
 import (
 	"context"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -12,6 +13,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tokend/tokend/dpop"
+	"github.com/tokend/tokend/dpop/dpopclient"
 	"github.com/tokend/tokend/passhash"
 	"github.com/tokend/tokend/redisstore"
 	"github.com/tokend/tokend/redisstore/redistest"
@@ -96,6 +99,29 @@ func BenchmarkFloor(b *testing.B) {
 		reportCPU(b, start, b.N)
 	})
 
+	// A DPoP proof's check: an ES256 signature and the claims (its replay record is one more
+	// command in a pipeline: redis/setnx-64).
+	b.Run("dpop-check", func(b *testing.B) {
+		k, err := dpopclient.New()
+		if err != nil {
+			b.Fatal(err)
+		}
+		const htu = "http://127.0.0.1:18080/m2moauthserver.pb.M2MOAuthService/CreateToken"
+		proof, err := k.Proof("POST", htu, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		c := dpop.NewChecker(dpop.Options{Issuer: "http://127.0.0.1:18080"})
+		tgt := dpop.Target{Method: "POST", Scheme: "http", Host: "127.0.0.1:18080", Path: "/m2moauthserver.pb.M2MOAuthService/CreateToken"}
+		start := cpuTime(b)
+		for b.Loop() {
+			if _, err := c.Check(context.Background(), proof, tgt); err != nil {
+				b.Fatal(err)
+			}
+		}
+		reportCPU(b, start, b.N)
+	})
+
 	b.Run("argon2id", func(b *testing.B) {
 		hash, err := passhash.Hash("bench-password")
 		if err != nil {
@@ -158,6 +184,25 @@ func BenchmarkFloor(b *testing.B) {
 				p.HGetAll(ctx, k)
 			}
 			if p.Len() == 64*(1+len(records)) {
+				if _, err := p.Exec(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		if _, err := p.Exec(ctx); err != nil && err != redis.Nil {
+			b.Fatal(err)
+		}
+		reportCPU(b, start, b.N)
+	})
+	// Last: its keys would hide the records bearer-read-64 scans for.
+	b.Run("redis/setnx-64", func(b *testing.B) { // the DPoP replay record, pipelined
+		start := cpuTime(b)
+		p := rdb.Pipeline()
+		i := 0
+		for b.Loop() {
+			i++
+			p.SetNX(ctx, "floor:dpop:"+strconv.Itoa(i), "1", time.Minute)
+			if p.Len() == 64 {
 				if _, err := p.Exec(ctx); err != nil {
 					b.Fatal(err)
 				}

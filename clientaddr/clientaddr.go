@@ -61,9 +61,24 @@ func (r *Resolver) Resolve(req *http.Request) netip.Addr {
 
 type ctxKey struct{}
 
-// Wrap puts every request's client address in its context (see From).
+// ConnContext is an http.Server's ConnContext: it records the peer's
+// address in the connection's context, once per connection. A request from
+// a peer that is not a trusted proxy then needs no work of its own in Wrap:
+// its client is that peer.
+func (r *Resolver) ConnContext(ctx context.Context, c net.Conn) context.Context {
+	if a := parseHost(c.RemoteAddr().String()); a.IsValid() {
+		return context.WithValue(ctx, ctxKey{}, a)
+	}
+	return ctx
+}
+
+// Wrap puts every request's client address in its context (see addrFrom).
 func (r *Resolver) Wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if peer, ok := addrFrom(req.Context()); ok && !r.isTrusted(peer) {
+			h.ServeHTTP(w, req) // the connection's peer, recorded by ConnContext
+			return
+		}
 		if a := r.Resolve(req); a.IsValid() {
 			req = req.WithContext(context.WithValue(req.Context(), ctxKey{}, a))
 		}
@@ -71,8 +86,8 @@ func (r *Resolver) Wrap(h http.Handler) http.Handler {
 	})
 }
 
-// From returns the client address Wrap put in ctx.
-func From(ctx context.Context) (netip.Addr, bool) {
+// addrFrom returns the client address Wrap put in ctx.
+func addrFrom(ctx context.Context) (netip.Addr, bool) {
 	a, ok := ctx.Value(ctxKey{}).(netip.Addr)
 	return a, ok
 }
@@ -81,7 +96,7 @@ func From(ctx context.Context) (netip.Addr, bool) {
 // "host:port" as in http.Request.RemoteAddr), for requests that did not
 // pass through Wrap.
 func String(ctx context.Context, peer string) string {
-	if a, ok := From(ctx); ok {
+	if a, ok := addrFrom(ctx); ok {
 		return a.String()
 	}
 	if a := parseHost(peer); a.IsValid() {

@@ -63,3 +63,40 @@ func TestWrapAndString(t *testing.T) {
 		t.Errorf("without Wrap: %s", s)
 	}
 }
+
+// TestConnContext serves over a real connection whose context carries the
+// peer (ConnContext): a trusted proxy's headers are still honoured per
+// request, an untrusted peer's are not.
+func TestConnContext(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		trusted []netip.Prefix
+		want    string
+	}{
+		{"untrusted peer", nil, "127.0.0.1"},
+		{"trusted proxy", []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, "198.51.100.7"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := New(c.trusted)
+			var got string
+			srv := httptest.NewUnstartedServer(r.Wrap(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+				got = String(req.Context(), "")
+			})))
+			srv.Config.ConnContext = r.ConnContext
+			srv.Start()
+			defer srv.Close()
+			for range 2 { // a second request on the same connection resolves alike
+				req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+				req.Header.Set("X-Forwarded-For", "198.51.100.7")
+				resp, err := srv.Client().Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if got != c.want {
+					t.Fatalf("client address %q, want %q", got, c.want)
+				}
+			}
+		})
+	}
+}

@@ -26,9 +26,24 @@ type Config struct {
 	CORS           CORS     `yaml:"cors"`
 	TLS            TLS      `yaml:"tls"`
 	Log            Log      `yaml:"log"`
-	Limits         Limits   `yaml:"limits"`
-	Users          []User   `yaml:"users,omitempty"`
-	Clients        []Client `yaml:"clients,omitempty"`
+	// PIDFile, when set, is where serve writes its process id, for tokend
+	// reload (which sends it SIGHUP).
+	PIDFile string   `yaml:"pid_file,omitempty"`
+	Limits  Limits   `yaml:"limits"`
+	Users   []User   `yaml:"users,omitempty"`
+	Clients []Client `yaml:"clients,omitempty"`
+	// DPoP configures sender-constrained tokens (RFC 9449).
+	DPoP DPoP `yaml:"dpop"`
+}
+
+// DPoP configures the checking of DPoP proofs.
+type DPoP struct {
+	// IATWindow is how far a proof's iat may be from tokend's clock, either way; a proof's jti is
+	// remembered (in Redis, for the fleet) twice this long.
+	IATWindow Duration `yaml:"iat_window"`
+	// NonceRotateEvery turns server nonces on (RFC 9449 §8): every proof must carry the fleet's
+	// current or previous nonce, rotated this often. 0: no nonces.
+	NonceRotateEvery Duration `yaml:"nonce_rotate_every"`
 }
 
 // Redis says where state lives.
@@ -48,9 +63,28 @@ type Durability struct {
 	Timeout  Duration `yaml:"timeout"` // how long each wait may take
 }
 
-// Signing lists the access-token signing keys.
+// Signing says where the access-token signing keys come from: key files
+// (KeyFiles), or keys shared by every replica through Redis, sealed under a
+// key-encryption key (KEKFile or the TOKEND_SIGNING_KEK environment
+// variable) and rotated every RotateEvery.
 type Signing struct {
-	KeyFiles []string `yaml:"key_files,omitempty"` // PEM; the first signs, all are in the JWKS; empty: generated at start
+	KeyFiles []string `yaml:"key_files,omitempty"` // PEM; the first signs, all are in the JWKS; empty: keys in Redis (or, in development, generated at start)
+	// KEKFile holds the key-encryption key: 32 bytes in base64
+	// (openssl rand -base64 32). It is never written to Redis.
+	KEKFile string `yaml:"kek_file,omitempty"`
+	// KEK is the key-encryption key from TOKEND_SIGNING_KEK, when KEKFile is not set.
+	KEK         string   `yaml:"-"`
+	Alg         string   `yaml:"alg"`          // algorithm of keys made in Redis: EdDSA, ES256 or RS256
+	RotateEvery Duration `yaml:"rotate_every"` // how long a key in Redis signs before the next takes over
+	// JWKSMaxAge is the max-age of /.well-known/jwks.json; a new key in
+	// Redis is published this long (and a few seconds) before it signs.
+	JWKSMaxAge Duration `yaml:"jwks_max_age"`
+}
+
+// SharedKeys reports whether the signing keys live in Redis: a
+// key-encryption key is configured and no key files.
+func (s Signing) SharedKeys() bool {
+	return len(s.KeyFiles) == 0 && (s.KEKFile != "" || s.KEK != "")
 }
 
 // Tokens sets lifetimes.
@@ -65,6 +99,9 @@ type Tokens struct {
 	// MaxM2MTokensPerOwner is the most live (unexpired, revoked or not) M2M
 	// tokens one owner may hold; CreateToken beyond it is resource_exhausted.
 	MaxM2MTokensPerOwner int `yaml:"max_m2m_tokens_per_owner"`
+	// MaxAPITokensPerOwner is the most API tokens one user may hold;
+	// CreateToken beyond it is resource_exhausted.
+	MaxAPITokensPerOwner int `yaml:"max_api_tokens_per_owner"`
 }
 
 // LoginThrottle limits failed password logins: per (username, client
@@ -159,8 +196,11 @@ var grantTypes = []string{GrantAuthorizationCode, GrantRefreshToken, GrantPasswo
 
 // Client is an OAuth client.
 type Client struct {
-	ID                  string   `yaml:"id"`
-	SecretHash          string   `yaml:"secret_hash,omitempty"` // empty: a public client (must use PKCE; cannot use client_credentials without assertion_issuers)
+	ID         string `yaml:"id"`
+	SecretHash string `yaml:"secret_hash,omitempty"` // empty (and no secret_hashes): a public client (must use PKCE; cannot use client_credentials without assertion_issuers)
+	// SecretHashes are further accepted secrets, so that a secret rotates
+	// with an overlap: add the new one, move the clients over, remove the old.
+	SecretHashes        []string `yaml:"secret_hashes,omitempty"`
 	RedirectURIs        []string `yaml:"redirect_uris,omitempty"`
 	GrantTypes          []string `yaml:"grant_types,omitempty"`
 	Scopes              []string `yaml:"scopes,omitempty"`
@@ -169,10 +209,13 @@ type Client struct {
 	AccessTokenLifetime Duration `yaml:"access_token_lifetime"`         // the most an M2M token may live; > 0 for client_credentials
 	AssertionIssuers    []string `yaml:"assertion_issuers,omitempty"`   // trusted issuers of client_assertion JWTs
 	AssertionAudiences  []string `yaml:"assertion_audiences,omitempty"` // when set, a client assertion's aud must name one of these (RFC 7523 §3)
-	OwnerClaim          string   `yaml:"owner_claim,omitempty"`         // claim of a client assertion naming the owner; Parse sets "sub" when empty
+	OwnerClaim          string   `yaml:"owner_claim,omitempty"`         // claim of a client assertion naming the owner; empty: defaultOwnerClaim
 	// ResourceAudiences are the audiences this client serves as a resource server: at RFC 7662
 	// introspection it sees tokens issued to it or whose aud names it or one of these, and no others.
 	ResourceAudiences []string `yaml:"resource_audiences,omitempty"`
+	// DPoPBoundAccessTokens: this client gets DPoP-bound tokens only; a token request without a
+	// proof is refused (RFC 9449 §5.2).
+	DPoPBoundAccessTokens bool `yaml:"dpop_bound_access_tokens,omitempty"`
 }
 
 // ServesAudience reports whether the client may introspect a token with audience aud: aud names the
@@ -200,17 +243,28 @@ func (c *Client) NumericID() (uint32, bool) {
 // AllowsGrant reports whether the client may use grant type g.
 func (c *Client) AllowsGrant(g string) bool { return slices.Contains(c.GrantTypes, g) }
 
-// OwnerClaimName returns OwnerClaim, or "sub" when it is empty (as in a
-// Client built in code rather than parsed).
+// defaultOwnerClaim is the claim of a client assertion that names the owner
+// when a client's owner_claim is empty.
+const defaultOwnerClaim = "sub"
+
+// OwnerClaimName returns OwnerClaim, or defaultOwnerClaim when it is empty.
 func (c *Client) OwnerClaimName() string {
 	if c.OwnerClaim == "" {
-		return "sub"
+		return defaultOwnerClaim
 	}
 	return c.OwnerClaim
 }
 
 // IsPublic reports whether the client has no secret.
-func (c *Client) IsPublic() bool { return c.SecretHash == "" }
+func (c *Client) IsPublic() bool { return c.SecretHash == "" && len(c.SecretHashes) == 0 }
+
+// Hashes returns every accepted secret hash: secret_hash, then secret_hashes.
+func (c *Client) Hashes() []string {
+	if c.SecretHash == "" {
+		return c.SecretHashes
+	}
+	return append([]string{c.SecretHash}, c.SecretHashes...)
+}
 
 // Duration is a time.Duration written in YAML as a Go duration string
 // ("15m", "720h", "2s"). Numbers are refused, since "900" could mean seconds
@@ -254,8 +308,8 @@ func parseDuration(n *yaml.Node) (Duration, error) {
 	return 0, fmt.Errorf("want a duration such as \"15m\", got %q", n.Value)
 }
 
-// DefaultM2MLifetime is a client's access_token_lifetime when its entry does not set one.
-const DefaultM2MLifetime = Duration(time.Hour)
+// defaultM2MLifetime is a client's access_token_lifetime when its entry does not set one.
+const defaultM2MLifetime = Duration(time.Hour)
 
 // Default returns the defaults that a configuration file overrides.
 func Default() Config {
@@ -264,6 +318,9 @@ func Default() Config {
 		Addr:   addr,
 		Issuer: defaultIssuer(addr),
 		Redis:  Redis{Durability: Durability{Replicas: "auto", Timeout: Duration(200 * time.Millisecond)}},
+		// 30 days: long enough that the JWKS changes rarely, short enough that a key leaked
+		// unnoticed stops signing within a month.
+		Signing: Signing{Alg: "EdDSA", RotateEvery: Duration(720 * time.Hour), JWKSMaxAge: Duration(5 * time.Minute)},
 		Tokens: Tokens{
 			AccessTTL:         Duration(15 * time.Minute),
 			RefreshTTL:        Duration(720 * time.Hour),
@@ -273,11 +330,13 @@ func Default() Config {
 			SessionMaxLifetime: Duration(2160 * time.Hour),
 			// a line of its own, apart from the lifetimes above
 			MaxM2MTokensPerOwner: 10000,
+			MaxAPITokensPerOwner: 100,
 		},
 		LoginThrottle:      LoginThrottle{MaxFailures: 10, MaxFailuresPerUser: 100, Window: Duration(15 * time.Minute)},
 		ClientAuthThrottle: ClientAuthThrottle{MaxFailures: 10, Window: Duration(15 * time.Minute)},
 		Log:                Log{Format: "json", Level: "info"},
 		Limits: Limits{MaxRequestBytes: 1 << 20, BodyTimeout: Duration(10 * time.Second), MaxConcurrentStreams: 100,
 			ShutdownTimeout: Duration(15 * time.Second)},
+		DPoP: DPoP{IATWindow: Duration(time.Minute)},
 	}
 }

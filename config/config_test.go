@@ -54,9 +54,9 @@ clients:
 
 func mustParse(t *testing.T, src string, env map[string]string) *Config {
 	t.Helper()
-	c, err := Parse([]byte(src), func(k string) string { return env[k] })
+	c, err := parse([]byte(src), func(k string) string { return env[k] })
 	if err != nil {
-		t.Fatalf("Parse: %v", err)
+		t.Fatalf("parse: %v", err)
 	}
 	return c
 }
@@ -65,7 +65,7 @@ func TestDefaults(t *testing.T) {
 	for _, src := range []string{"", "# nothing\n", "---\n", "tokens:\n"} {
 		c := mustParse(t, src, nil)
 		if !reflect.DeepEqual(*c, Default()) {
-			t.Errorf("Parse(%q) = %+v, want Default()", src, *c)
+			t.Errorf("parse(%q) = %+v, want Default()", src, *c)
 		}
 	}
 	d := Default()
@@ -105,8 +105,8 @@ func TestFullRoundTrip(t *testing.T) {
 		c.Users[1].PasswordHash != argonHash || !c.TLS.Enabled() || c.Clients[1].OwnerClaim != "email" {
 		t.Fatalf("decoded %+v", c)
 	}
-	if c.Clients[0].OwnerClaim != "sub" {
-		t.Errorf("owner_claim default = %q", c.Clients[0].OwnerClaim)
+	if got := c.Clients[0].OwnerClaimName(); got != "sub" {
+		t.Errorf("owner_claim default = %q", got)
 	}
 	out, err := yaml.Marshal(c)
 	if err != nil {
@@ -133,6 +133,22 @@ func TestClientHelpers(t *testing.T) {
 	}
 }
 
+// TestApplyEnvOverDefault: development mode starts from Default, not a
+// file; the same overrides give the same issuer as serve does.
+func TestApplyEnvOverDefault(t *testing.T) {
+	c := Default()
+	ApplyEnv(&c, func(k string) string { return map[string]string{EnvAddr: "0.0.0.0:9000"}[k] })
+	if c.Addr != "0.0.0.0:9000" || c.Issuer != "http://localhost:9000" || c.Redis.URL != "" {
+		t.Errorf("addr %q issuer %q redis %q", c.Addr, c.Issuer, c.Redis.URL)
+	}
+	c = Default()
+	c.Issuer = "https://auth.example.com"
+	ApplyEnv(&c, func(k string) string { return map[string]string{EnvAddr: "127.0.0.1:1"}[k] })
+	if c.Issuer != "https://auth.example.com" {
+		t.Errorf("env changed a set issuer: %q", c.Issuer)
+	}
+}
+
 func TestEnv(t *testing.T) {
 	env := map[string]string{EnvAddr: "127.0.0.1:9999", EnvRedisURL: "redis://r:6379/2"}
 	c := mustParse(t, "addr: 127.0.0.1:1\nredis: {url: redis://x}\n", env)
@@ -154,7 +170,7 @@ func TestEnv(t *testing.T) {
 	if c.Addr != "127.0.0.1:1" {
 		t.Errorf("empty env var overrode addr: %q", c.Addr)
 	}
-	if _, err := Parse(nil, func(string) string { return "nonsense" }); err == nil ||
+	if _, err := parse(nil, func(string) string { return "nonsense" }); err == nil ||
 		!strings.Contains(err.Error(), "addr:") || !strings.Contains(err.Error(), "redis.url:") {
 		t.Errorf("bad env values: %v", err)
 	}
@@ -163,9 +179,9 @@ func TestEnv(t *testing.T) {
 // parseErr parses src and returns the error message, failing if none.
 func parseErr(t *testing.T, src string) string {
 	t.Helper()
-	_, err := Parse([]byte(src), nil)
+	_, err := parse([]byte(src), nil)
 	if err == nil {
-		t.Fatalf("Parse(%q) succeeded", src)
+		t.Fatalf("parse(%q) succeeded", src)
 	}
 	return err.Error()
 }
@@ -213,8 +229,8 @@ func TestDecodeErrors(t *testing.T) {
 // every access token expires.
 func TestM2MLifetimeDefault(t *testing.T) {
 	c := mustParse(t, full+"  - {id: z, secret_hash: \""+bcryptHash+"\", grant_types: [client_credentials], owner: o}\n", nil)
-	if got := c.Clients[3].AccessTokenLifetime; got != DefaultM2MLifetime {
-		t.Errorf("access_token_lifetime = %s, want the default %s", got, DefaultM2MLifetime)
+	if got := c.Clients[3].AccessTokenLifetime; got != defaultM2MLifetime {
+		t.Errorf("access_token_lifetime = %s, want the default %s", got, defaultM2MLifetime)
 	}
 	if got := c.Tokens.SessionMaxLifetime.D(); got != 2160*time.Hour {
 		t.Errorf("tokens.session_max_lifetime = %s, want 2160h", got)
@@ -322,6 +338,7 @@ func TestValidate(t *testing.T) {
 		{"no body timeout", func(c *Config) { c.Limits.BodyTimeout = 0 }, "limits.body_timeout: must be > 0"},
 		{"streams", func(c *Config) { c.Limits.MaxConcurrentStreams = 0 }, "limits.max_concurrent_streams: must be ≥ 1"},
 		{"M2M quota", func(c *Config) { c.Tokens.MaxM2MTokensPerOwner = 0 }, "tokens.max_m2m_tokens_per_owner: must be ≥ 1"},
+		{"API token quota", func(c *Config) { c.Tokens.MaxAPITokensPerOwner = 0 }, "tokens.max_api_tokens_per_owner: must be ≥ 1"},
 		{"proxy not a CIDR", func(c *Config) { c.TrustedProxies = []string{"10.0.0.0/8", "proxy.local"} }, `trusted_proxies[1]: want a CIDR`},
 		{"every peer trusted", func(c *Config) { c.TrustedProxies = []string{"0.0.0.0/0"} }, "trusted_proxies[0]: 0.0.0.0/0 trusts every peer"},
 	} {

@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// FuzzParse checks that no input makes Parse panic, and that whatever it
+// FuzzParse checks that no input makes parse panic, and that whatever it
 // accepts validates. Seeds: testdata/fuzz/FuzzParse and the example file.
 func FuzzParse(f *testing.F) {
 	if ex, err := os.ReadFile("../tokend.example.yaml"); err == nil {
@@ -13,10 +13,10 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add([]byte(full))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c, err := Parse(data, nil)
+		c, err := parse(data, nil)
 		if err == nil {
 			if err := c.Validate(); err != nil {
-				t.Fatalf("Parse accepted a config that does not validate: %v", err)
+				t.Fatalf("parse accepted a config that does not validate: %v", err)
 			}
 		}
 	})

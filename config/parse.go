@@ -14,20 +14,49 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Environment variables that override the file.
+// The environment variables tokend reads; ApplyEnv applies all but
+// EnvPprofAddr, which main reads.
 const (
-	EnvAddr     = "TOKEND_ADDR"      // overrides addr
-	EnvRedisURL = "TOKEND_REDIS_URL" // overrides redis.url
+	EnvAddr      = "TOKEND_ADDR"       // overrides addr
+	EnvRedisURL  = "TOKEND_REDIS_URL"  // overrides redis.url
+	EnvPprofAddr = "TOKEND_PPROF_ADDR" // serves Go's profiler on this address (unset: off)
+	// EnvSigningKEK holds the key-encryption key of the signing keys in
+	// Redis, when signing.kek_file is not set.
+	EnvSigningKEK = "TOKEND_SIGNING_KEK"
 )
 
-// Load reads the YAML file at path and calls Parse. Every error it returns
+// ApplyEnv applies the environment overrides TOKEND_ADDR,
+// TOKEND_REDIS_URL and TOKEND_SIGNING_KEK (when signing.kek_file is not
+// set) to c, read through getenv (nil: none); an empty value is
+// no override. An issuer that was the default for the old addr follows the
+// new one. parse calls it; so does development mode, which starts from
+// Default rather than a file.
+func ApplyEnv(c *Config, getenv func(string) string) {
+	if getenv == nil {
+		return
+	}
+	if v := getenv(EnvAddr); v != "" {
+		if c.Issuer == defaultIssuer(c.Addr) {
+			c.Issuer = defaultIssuer(v)
+		}
+		c.Addr = v
+	}
+	if v := getenv(EnvRedisURL); v != "" {
+		c.Redis.URL = v
+	}
+	if c.Signing.KEKFile == "" {
+		c.Signing.KEK = getenv(EnvSigningKEK)
+	}
+}
+
+// Load reads the YAML file at path and calls parse. Every error it returns
 // starts with path.
 func Load(path string, getenv func(string) string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	c, err := Parse(data, getenv)
+	c, err := parse(data, getenv)
 	if err != nil {
 		return nil, prefix(path, err)
 	}
@@ -48,15 +77,15 @@ func prefix(p string, err error) error {
 	return errors.Join(errs...)
 }
 
-// Parse decodes YAML over Default(), strictly: unknown keys, values of the
+// parse decodes YAML over Default(), strictly: unknown keys, values of the
 // wrong type and bad durations are errors naming the key path and line. It
 // then applies the environment overrides TOKEND_ADDR and TOKEND_REDIS_URL
 // (read through getenv, which may be nil; an empty value is no override), sets
 // what defaults on other settings (issuer from the final addr when the file
-// sets none, owner_claim "sub", access_token_lifetime DefaultM2MLifetime),
+// sets none, access_token_lifetime defaultM2MLifetime),
 // and validates. Errors are joined: every
 // problem is reported.
-func Parse(data []byte, getenv func(string) string) (*Config, error) {
+func parse(data []byte, getenv func(string) string) (*Config, error) {
 	if err := checkKeys(data); err != nil {
 		return nil, err
 	}
@@ -67,14 +96,7 @@ func Parse(data []byte, getenv func(string) string) (*Config, error) {
 	if err := dec.Decode(&c); err != nil && err != io.EOF {
 		return nil, err // checkKeys should have caught it
 	}
-	if getenv != nil {
-		if v := getenv(EnvAddr); v != "" {
-			c.Addr = v
-		}
-		if v := getenv(EnvRedisURL); v != "" {
-			c.Redis.URL = v
-		}
-	}
+	ApplyEnv(&c, getenv)
 	if c.Issuer == "" {
 		c.Issuer = defaultIssuer(c.Addr)
 	}
@@ -84,11 +106,8 @@ func Parse(data []byte, getenv func(string) string) (*Config, error) {
 	_ = yaml.Unmarshal(data, &set) // decoded above already
 	for i := range c.Clients {
 		cl := &c.Clients[i]
-		if cl.OwnerClaim == "" {
-			cl.OwnerClaim = "sub"
-		}
 		if i < len(set.Clients) && !has(set.Clients[i], "access_token_lifetime") {
-			cl.AccessTokenLifetime = DefaultM2MLifetime
+			cl.AccessTokenLifetime = defaultM2MLifetime
 		}
 	}
 	if err := c.Validate(); err != nil {

@@ -32,6 +32,7 @@ func (c *Config) Validate() error {
 			p.add(fmt.Sprintf("signing.key_files[%d]", i), "must not be empty")
 		}
 	}
+	c.validateSigning(&p)
 
 	t := c.Tokens
 	p.positive("tokens.access_ttl", t.AccessTTL)
@@ -42,6 +43,9 @@ func (c *Config) Validate() error {
 	}
 	if t.MaxM2MTokensPerOwner < 1 {
 		p.add("tokens.max_m2m_tokens_per_owner", "must be ≥ 1")
+	}
+	if t.MaxAPITokensPerOwner < 1 {
+		p.add("tokens.max_api_tokens_per_owner", "must be ≥ 1")
 	}
 	switch {
 	case t.RefreshReuseGrace < 0:
@@ -94,12 +98,59 @@ func (c *Config) Validate() error {
 		p.add("limits.max_concurrent_streams", "must be ≥ 1")
 	}
 	p.positive("limits.shutdown_timeout", c.Limits.ShutdownTimeout)
+	if d := c.DPoP.IATWindow.D(); d < time.Second || d > 10*time.Minute {
+		p.add("dpop.iat_window", "must be between 1s and 10m")
+	}
+	if d := c.DPoP.NonceRotateEvery.D(); d != 0 && (d < 10*time.Second || d > 24*time.Hour) {
+		p.add("dpop.nonce_rotate_every", "must be 0 (no nonces) or between 10s and 24h")
+	}
 
 	c.refuseUnsafe(&p)
 	c.validateUsers(&p)
 	c.validateClients(&p)
 	return errors.Join(p...)
 }
+
+// KeyPickup is how often every replica reads the signing keys in Redis; a
+// new key is published for signing.jwks_max_age plus PublishMargin before
+// it signs.
+const (
+	KeyPickup     = time.Second
+	PublishMargin = 3 * KeyPickup
+)
+
+// PublishLead is how long a new key in Redis is published before it signs.
+func (s Signing) PublishLead() time.Duration { return s.JWKSMaxAge.D() + PublishMargin }
+
+func (c *Config) validateSigning(p *problems) {
+	s := c.Signing
+	if len(s.KeyFiles) > 0 && s.KEKFile != "" {
+		p.add("signing.kek_file", "set either signing.key_files (keys in files) or signing.kek_file (keys in Redis), not both")
+	}
+	if !slices.Contains([]string{"EdDSA", "ES256", "RS256"}, s.Alg) {
+		p.add("signing.alg", "want EdDSA, ES256 or RS256, got %q", s.Alg)
+	}
+	if s.JWKSMaxAge < 0 || s.JWKSMaxAge.D() > 24*time.Hour {
+		p.add("signing.jwks_max_age", "must be between 0 and 24h")
+	}
+	if s.RotateEvery.D() < 2*s.PublishLead() {
+		p.add("signing.rotate_every", "must be ≥ %s: twice signing.jwks_max_age plus %s, so that a key signs at least as long as it waits", 2*s.PublishLead(), 2*PublishMargin)
+	}
+}
+
+// RequireSigningKeys is the production server's check that signing keys
+// are configured: a key generated at start would differ on every replica
+// and die with every restart.
+func (c *Config) RequireSigningKeys() error {
+	if len(c.Signing.KeyFiles) == 0 && c.Signing.KEKFile == "" && c.Signing.KEK == "" {
+		return errors.New("no signing keys: set signing.key_files (PEM files from tokend keygen) or a key-encryption key for keys shared through Redis (signing.kek_file, or the TOKEND_SIGNING_KEK environment variable; make one with: openssl rand -base64 32)")
+	}
+	return nil
+}
+
+// maxSecretHashes bounds a client's secret_hashes: a wrong secret is
+// verified against each, so each costs a slow hash.
+const maxSecretHashes = 3
 
 // Bounds beyond which a setting can only be a mistake (refused), and
 // below which it is merely doubtful (Warnings).
@@ -159,6 +210,9 @@ func (c *Config) Warnings() []string {
 		if readableByOthers(f) {
 			add(fmt.Sprintf("signing.key_files[%d]", i), "%s is readable by group or others; make it 0600 (chmod 600) or a mounted secret", f)
 		}
+	}
+	if c.Signing.KEKFile != "" && readableByOthers(c.Signing.KEKFile) {
+		add("signing.kek_file", "%s is readable by group or others; make it 0600 (chmod 600) or a mounted secret", c.Signing.KEKFile)
 	}
 	if c.TLS.KeyFile != "" && readableByOthers(c.TLS.KeyFile) {
 		add("tls.key_file", "%s is readable by group or others; make it 0600", c.TLS.KeyFile)
@@ -262,6 +316,12 @@ func (c *Config) validateClients(p *problems) {
 		if cl.SecretHash != "" {
 			p.check(at+".secret_hash", hashProblem(cl.SecretHash))
 		}
+		for j, h := range cl.SecretHashes {
+			p.check(fmt.Sprintf("%s.secret_hashes[%d]", at, j), hashProblem(h))
+		}
+		if len(cl.SecretHashes) > maxSecretHashes {
+			p.add(at+".secret_hashes", "at most %d: one secret and those it replaces while clients move over", maxSecretHashes)
+		}
 
 		if len(cl.GrantTypes) == 0 {
 			p.add(at+".grant_types", "must name at least one of %s", strings.Join(grantTypes, ", "))
@@ -280,7 +340,7 @@ func (c *Config) validateClients(p *problems) {
 			}
 		}
 		if cl.AllowsGrant(GrantClientCredentials) && len(cl.AssertionIssuers) == 0 {
-			if cl.SecretHash == "" {
+			if cl.IsPublic() {
 				p.add(at+".secret_hash", "client_credentials needs a secret_hash or assertion_issuers")
 			}
 			if cl.Owner == "" {

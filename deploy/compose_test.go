@@ -38,7 +38,7 @@ func loadProject(t *testing.T) *types.Project {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := cli.ProjectFromOptions(context.Background(), opts)
+	p, err := opts.LoadProject(context.Background())
 	if err != nil {
 		t.Fatalf("load compose.yaml: %v", err)
 	}

@@ -5,8 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"log/slog"
-	"net/http"
 	"slices"
 	"strconv"
 	"time"
@@ -34,14 +34,6 @@ type CodeStore interface {
 	RevokeFamily(ctx context.Context, familyID string) error
 }
 
-var (
-	errBadCode          = errors.New("invalid authorization code")
-	errRedirectMismatch = errors.New("redirect_uri does not match the authorization request")
-	errVerifierMismatch = errors.New("code_verifier is missing or does not match the code_challenge")
-	errNotCodeClient    = errors.New("this client may not use the authorization_code grant")
-	errNotUsersToken    = errors.New("the access token must be the user's own sign-in token for user_id")
-)
-
 // Auth implements auth.AuthService: authorization codes for signed-in users,
 // exchanged by clients for a session (RFC 6749 §4.1, with RFC 7636 PKCE).
 //
@@ -53,7 +45,7 @@ var (
 // one client holding a user's token cannot mint codes for another.
 type Auth struct {
 	codes    CodeStore
-	sessions *AuthV1
+	sessions *Sessions
 	clients  *Clients
 	users    *Users
 	codeTTL  time.Duration
@@ -63,9 +55,10 @@ type Auth struct {
 var _ authpbconnect.AuthServiceHandler = (*Auth)(nil)
 
 // NewAuth returns the auth.AuthService handler. Exchanged codes start their
-// sessions through sessions, so their refresh tokens rotate with auth.v1
-// RefreshToken and their access tokens carry the session id.
-func NewAuth(codes CodeStore, sessions *AuthV1, clients *Clients, users *Users, codeTTL time.Duration, log *slog.Logger) *Auth {
+// sessions through sessions (shared with AuthV1), so their refresh tokens
+// rotate with auth.v1 RefreshToken and their access tokens carry the
+// session id.
+func NewAuth(codes CodeStore, sessions *Sessions, clients *Clients, users *Users, codeTTL time.Duration, log *slog.Logger) *Auth {
 	return &Auth{codes: codes, sessions: sessions, clients: clients, users: users, codeTTL: codeTTL, log: log}
 }
 
@@ -84,7 +77,7 @@ func (h *Auth) GenerateAuthorizationCode(ctx context.Context, req *connect.Reque
 	}
 	userID := strconv.FormatUint(uint64(m.GetUserId()), 10)
 	if who.Owner != userID || !h.users.Exists(userID) {
-		return nil, connect.NewError(connect.CodePermissionDenied, errNotUsersToken)
+		return nil, errNotUsersToken
 	}
 	if m.GetClientId() == 0 {
 		return nil, invalidArgument("client_id is required")
@@ -94,7 +87,7 @@ func (h *Auth) GenerateAuthorizationCode(ctx context.Context, req *connect.Reque
 		return nil, invalidArgument("unknown client_id")
 	}
 	if _, numeric := cl.NumericID(); !numeric || !cl.AllowsGrant(config.GrantAuthorizationCode) {
-		return nil, connect.NewError(connect.CodeInvalidArgument, errNotCodeClient)
+		return nil, badArgument{errNotCodeClient} // client_id is an argument here, not the caller
 	}
 	if m.GetRedirectUri() == "" {
 		return nil, invalidArgument("redirect_uri is required")
@@ -125,9 +118,9 @@ func (h *Auth) GenerateAuthorizationCode(ctx context.Context, req *connect.Reque
 		Challenge: challenge, ChallengeMethod: method, FamilyID: redisstore.NewFamilyID(),
 	}, h.codeTTL)
 	if err != nil {
-		return nil, storeError(ctx, h.log, "create authorization code", err)
+		return nil, fmt.Errorf("create authorization code: %w", err)
 	}
-	h.log.InfoContext(ctx, "authorization code issued", "sub", userID, "client_id", cl.ID, "pkce", challenge != "")
+	h.log.InfoContext(ctx, "authorization code issued", "event", "code.issued", "sub", userID, "client_id", cl.ID, "pkce", challenge != "")
 	return connect.NewResponse(&authpb.GenerateAuthorizationCodeResponse{Code: code, BaseResp: okResp()}), nil
 }
 
@@ -163,21 +156,12 @@ func (h *Auth) AuthorizationCodeGrant() GrantFunc {
 			RedirectURI: req.Form.Get("redirect_uri"), Verifier: req.Form.Get("code_verifier"),
 		}
 		res, err := h.exchange(ctx, in)
-		switch {
-		case errors.Is(err, errBadClient):
-			return nil, InvalidClient()
-		case errors.Is(err, errNotCodeClient):
-			return nil, &OAuthError{Status: http.StatusBadRequest, Code: "unauthorized_client", Description: errNotCodeClient.Error()}
-		case errors.Is(err, errRedirectMismatch):
-			return nil, &OAuthError{Status: http.StatusBadRequest, Code: "invalid_grant", Description: errRedirectMismatch.Error()}
-		case errors.Is(err, errVerifierMismatch):
-			return nil, &OAuthError{Status: http.StatusBadRequest, Code: "invalid_grant", Description: errVerifierMismatch.Error()}
-		case err != nil:
-			return nil, err
+		if err != nil {
+			return nil, clientError(err)
 		}
 		return &OAuthTokenResponse{
 			AccessToken:  res.Access,
-			TokenType:    "Bearer",
+			TokenType:    tokenType(res.JKT),
 			ExpiresIn:    secondsUntil(res.AccessExp, time.Now()),
 			RefreshToken: res.Refresh,
 			Scope:        res.Scope,
@@ -211,48 +195,52 @@ func (h *Auth) exchange(ctx context.Context, in exchangeInput) (exchanged, error
 		return exchanged{}, err
 	}
 	if cl.IsPublic() && in.Verifier == "" {
-		return exchanged{}, connect.NewError(connect.CodeInvalidArgument, errVerifierMismatch)
+		return exchanged{}, errVerifierMismatch
 	}
-	if h.users.Ready() != nil { // before the code is consumed
-		return exchanged{}, connect.NewError(connect.CodeUnavailable, errUnavailable)
+	if err := h.users.Ready(); err != nil { // before the code is consumed
+		return exchanged{}, err
 	}
-	check := redisstore.CodeCheck{ClientID: cl.ID, RedirectURI: in.RedirectURI}
+	jkt, err := bindProof(ctx, h.log, cl)
+	if err != nil {
+		return exchanged{}, err
+	}
+	check := redisstore.CodeCheck{ClientID: cl.ID, RedirectURI: in.RedirectURI, JKT: sessionKey(jkt, cl)}
 	if in.Verifier != "" {
 		check.Challenge = s256(in.Verifier)
 	}
 	ac, rt, err := h.codes.ExchangeCode(ctx, in.Code, check, h.sessions.policy.refreshTTL())
 	switch {
 	case errors.Is(err, redisstore.ErrNotFound):
-		return exchanged{}, connect.NewError(connect.CodeUnauthenticated, errBadCode)
+		return exchanged{}, errBadCode
 	case errors.Is(err, redisstore.ErrRedirectMismatch):
-		return exchanged{}, connect.NewError(connect.CodeInvalidArgument, errRedirectMismatch)
+		return exchanged{}, errRedirectMismatch
 	case errors.Is(err, redisstore.ErrVerifierMismatch):
-		return exchanged{}, connect.NewError(connect.CodeInvalidArgument, errVerifierMismatch)
+		return exchanged{}, errVerifierMismatch
 	case errors.Is(err, redisstore.ErrCodeReused):
 		// RFC 6749 §4.1.2: deny; the store has revoked what the code gave.
-		h.log.WarnContext(ctx, "authorization code reused; its session revoked", "client_id", cl.ID)
-		return exchanged{}, connect.NewError(connect.CodeUnauthenticated, errBadCode)
+		h.log.WarnContext(ctx, "authorization code reused; its session revoked", "event", "session.revoked", "reason", "code reuse", "client_id", cl.ID)
+		return exchanged{}, errBadCode
 	case err != nil:
-		return exchanged{}, storeError(ctx, h.log, "exchange authorization code", err)
+		return exchanged{}, fmt.Errorf("exchange authorization code: %w", err)
 	}
 	if err := h.users.Current(ac.UserID, ac.IssuedAt); err != nil { // removed from the configuration since
 		if errors.Is(err, errNotSynced) {
-			return exchanged{}, connect.NewError(connect.CodeUnavailable, errUnavailable)
+			return exchanged{}, err
 		}
 		if err := h.codes.RevokeFamily(ctx, ac.FamilyID); err != nil {
-			return exchanged{}, storeError(ctx, h.log, "revoke session of a removed user", err)
+			return exchanged{}, fmt.Errorf("revoke session of a removed user: %w", err)
 		}
-		return exchanged{}, connect.NewError(connect.CodeUnauthenticated, errBadCode)
+		return exchanged{}, errBadCode
 	}
-	sess := redisstore.Session{UserID: ac.UserID, ClientID: cl.ID, Scope: ac.Scope, AuthTime: ac.IssuedAt.Unix()}
-	pair, err := h.sessions.mintPair(sess, rt)
+	sess := redisstore.Session{UserID: ac.UserID, ClientID: cl.ID, Scope: ac.Scope, AuthTime: ac.IssuedAt.Unix(), JKT: check.JKT}
+	pair, err := h.sessions.mintPair(ctx, sess, rt, jkt)
 	if err != nil {
 		return exchanged{}, err
 	}
 	if !cl.AllowsGrant(config.GrantRefreshToken) { // the session exists (sid), but only its access token is handed out
 		pair.Refresh, pair.RefreshExp = "", time.Time{}
 	}
-	h.log.InfoContext(ctx, "authorization code exchanged", "sub", ac.UserID, "client_id", cl.ID)
+	h.log.InfoContext(ctx, "authorization code exchanged", "event", "code.exchanged", "sub", ac.UserID, "client_id", cl.ID)
 	return exchanged{sessionTokens: pair, Scope: ac.Scope}, nil
 }
 
@@ -269,7 +257,7 @@ func (h *Auth) authenticate(ctx context.Context, id, secret string) (*config.Cli
 		}
 	}
 	if _, numeric := cl.NumericID(); !numeric || !cl.AllowsGrant(config.GrantAuthorizationCode) {
-		return nil, connect.NewError(connect.CodePermissionDenied, errNotCodeClient)
+		return nil, errNotCodeClient
 	}
 	return cl, nil
 }

@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
@@ -10,54 +11,14 @@ import (
 
 	"connectrpc.com/connect"
 
-	"github.com/tokend/tokend/authz"
 	"github.com/tokend/tokend/clientaddr"
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/dpop"
 	authv1 "github.com/tokend/tokend/gen/auth/v1"
 	"github.com/tokend/tokend/gen/auth/v1/authv1connect"
 	"github.com/tokend/tokend/redisstore"
-	"github.com/tokend/tokend/tokens"
+	"github.com/tokend/tokend/tracing"
 )
-
-// SessionStore keeps refresh-token families.
-type SessionStore interface {
-	// CreateRefresh starts a family and issues its first refresh token.
-	CreateRefresh(ctx context.Context, sess redisstore.Session, ttl time.Duration) (redisstore.IssuedRefresh, error)
-	// RotateRefresh atomically consumes token and issues its successor.
-	RotateRefresh(ctx context.Context, token string, r redisstore.Rotation) (redisstore.IssuedRefresh, redisstore.Session, error)
-	// RevokeFamily revokes a refresh-token family; idempotent.
-	RevokeFamily(ctx context.Context, familyID string) error
-	// RevokeRefresh revokes token's family; idempotent.
-	RevokeRefresh(ctx context.Context, token string) error
-}
-
-// SessionPolicy holds the lifetimes of user sessions.
-type SessionPolicy struct {
-	AccessTTL   time.Duration
-	RefreshTTL  time.Duration
-	ReuseGrace  time.Duration // a consumed refresh token may be presented again this long
-	MaxLifetime time.Duration // no session lives longer than this from its sign-in
-	MaxFailures int           // failed logins per (username, address) and per address within Window
-	// MaxFailuresPerUser bounds failed logins per username from every
-	// address within Window: far above MaxFailures, so that one attacker
-	// cannot lock a user out from elsewhere, yet a guess spread over many
-	// addresses stays bounded.
-	MaxFailuresPerUser int
-	Window             time.Duration
-}
-
-// maxGraceReplays is how often one consumed refresh token may be presented
-// again inside the grace window: enough for a few parallel tabs or retries,
-// too few to farm successors.
-const maxGraceReplays = 3
-
-// refreshTTL is the lifetime of a session's first refresh token.
-func (p SessionPolicy) refreshTTL() time.Duration {
-	if p.MaxLifetime > 0 && p.MaxLifetime < p.RefreshTTL {
-		return p.MaxLifetime
-	}
-	return p.RefreshTTL
-}
 
 // Input bounds: far above any real credential, low enough that nobody can
 // make the password hash chew on megabytes.
@@ -70,21 +31,32 @@ const (
 // AuthV1 implements auth.v1.AuthService: password login, refresh-token
 // rotation with reuse detection, and logout.
 type AuthV1 struct {
-	sessions SessionStore
+	sessions *Sessions
 	throttle Limiter
+	login    LoginPolicy
 	users    *Users
 	clients  *Clients
-	minter   *Minter
-	policy   SessionPolicy
 	log      *slog.Logger
+}
+
+// LoginPolicy bounds failed logins.
+type LoginPolicy struct {
+	MaxFailures int // failed logins per (username, address) and per address within Window
+	// MaxFailuresPerUser bounds failed logins per username from every
+	// address within Window: far above MaxFailures, so that one attacker
+	// cannot lock a user out from elsewhere, yet a guess spread over many
+	// addresses stays bounded.
+	MaxFailuresPerUser int
+	Window             time.Duration
 }
 
 var _ authv1connect.AuthServiceHandler = (*AuthV1)(nil)
 
-// NewAuthV1 returns the auth.v1 handler. clients are the clients whose
+// NewAuthV1 returns the auth.v1 handler: logins throttled by throttle under
+// login, sessions kept by sessions. clients are the clients whose
 // sessions' refresh tokens it rotates.
-func NewAuthV1(sessions SessionStore, throttle Limiter, users *Users, clients *Clients, minter *Minter, policy SessionPolicy, log *slog.Logger) *AuthV1 {
-	return &AuthV1{sessions: sessions, throttle: throttle, users: users, clients: clients, minter: minter, policy: policy, log: log}
+func NewAuthV1(sessions *Sessions, throttle Limiter, login LoginPolicy, users *Users, clients *Clients, log *slog.Logger) *AuthV1 {
+	return &AuthV1{sessions: sessions, throttle: throttle, login: login, users: users, clients: clients, log: log}
 }
 
 // Token logs a user in with username and password.
@@ -93,11 +65,8 @@ func (h *AuthV1) Token(ctx context.Context, req *connect.Request[authv1.TokenReq
 	if cred == nil {
 		return nil, invalidArgument("password_credential is required")
 	}
-	if cred.GetUsername() == "" || cred.GetPassword() == "" {
-		return nil, invalidArgument("username and password are required")
-	}
-	if len(cred.GetUsername()) > maxUsernameLen || len(cred.GetPassword()) > maxPasswordLen {
-		return nil, invalidArgument("username or password too long")
+	if err := checkCredentials(cred.GetUsername(), cred.GetPassword()); err != nil {
+		return nil, err
 	}
 
 	resp, err := h.Login(ctx, cred.GetUsername(), cred.GetPassword(), clientaddr.String(ctx, req.Peer().Addr), "", "")
@@ -105,6 +74,18 @@ func (h *AuthV1) Token(ctx context.Context, req *connect.Request[authv1.TokenReq
 		return nil, err
 	}
 	return connect.NewResponse(resp), nil
+}
+
+// checkCredentials bounds a login's username and password before anything
+// hashes them.
+func checkCredentials(username, password string) error {
+	if username == "" || password == "" {
+		return invalidArgument("username and password are required")
+	}
+	if len(username) > maxUsernameLen || len(password) > maxPasswordLen {
+		return invalidArgument("username or password too long")
+	}
+	return nil
 }
 
 // Login checks a username and password and starts a session for clientID
@@ -115,28 +96,39 @@ func (h *AuthV1) Token(ctx context.Context, req *connect.Request[authv1.TokenReq
 // taken back.
 func (h *AuthV1) Login(ctx context.Context, username, password, peerAddr, clientID, scope string) (*authv1.TokenResponse, error) {
 	groups := h.loginGroups(username, peerAddr)
-	wait, err := takeLimits(ctx, h.throttle, h.policy.Window, groups...)
+	wait, err := takeLimits(ctx, h.throttle, h.login.Window, groups...)
 	if err != nil {
-		return nil, storeError(ctx, h.log, "login limit", err)
+		return nil, fmt.Errorf("login limit: %w", err)
 	}
 	if wait > 0 {
-		h.log.InfoContext(ctx, "login throttled", "peer", peerIP(peerAddr))
-		return nil, throttled(wait)
+		h.log.InfoContext(ctx, "login throttled", "event", "login.throttled", "peer", peerIP(peerAddr))
+		return nil, throttledError{wait}
 	}
 
+	_, end := tracing.Start(ctx, "passhash.verify")
 	userID, ok := h.users.Authenticate(username, password)
+	end()
 	if !ok {
-		h.log.InfoContext(ctx, "login failed", "peer", peerIP(peerAddr))
-		return nil, connect.NewError(connect.CodeUnauthenticated, errBadLogin)
+		h.log.InfoContext(ctx, "login failed", "event", "login.refused", "peer", peerIP(peerAddr))
+		return nil, errBadLogin
 	}
 	if err := h.throttle.LimitForgive(ctx, groups...); err != nil {
-		return nil, storeError(ctx, h.log, "login limit", err)
+		return nil, fmt.Errorf("login limit: %w", err)
 	}
-	resp, err := h.StartSession(ctx, redisstore.Session{UserID: userID, ClientID: clientID, Scope: scope, AuthTime: time.Now().Unix()})
+	var cl *config.Client
+	if clientID != "" {
+		cl, _ = h.clients.Get(clientID)
+	}
+	jkt, err := bindProof(ctx, h.log, cl)
 	if err != nil {
 		return nil, err
 	}
-	h.log.InfoContext(ctx, "login", "sub", userID, "client_id", clientID)
+	resp, err := h.sessions.Start(ctx, redisstore.Session{UserID: userID, ClientID: clientID, Scope: scope, AuthTime: time.Now().Unix(),
+		JKT: sessionKey(jkt, cl)}, jkt)
+	if err != nil {
+		return nil, err
+	}
+	h.log.InfoContext(ctx, "login", "event", "login", "sub", userID, "client_id", clientID)
 	return resp, nil
 }
 
@@ -147,10 +139,10 @@ func (h *AuthV1) loginGroups(username, addr string) []redisstore.LimitGroup {
 	username = strings.ToLower(username) // one counter whatever the case typed
 	return []redisstore.LimitGroup{
 		{Tag: addrTag(peerIP(addr)), Limits: []redisstore.Limit{
-			{Name: "login-user:" + username, Max: h.policy.MaxFailures},
-			{Name: "login-addr", Max: h.policy.MaxFailures},
+			{Name: "login-user:" + username, Max: h.login.MaxFailures},
+			{Name: "login-addr", Max: h.login.MaxFailures},
 		}},
-		{Tag: "u:" + username, Limits: []redisstore.Limit{{Name: "login-user", Max: h.policy.MaxFailuresPerUser}}},
+		{Tag: "u:" + username, Limits: []redisstore.Limit{{Name: "login-user", Max: h.login.MaxFailuresPerUser}}},
 	}
 }
 
@@ -196,8 +188,6 @@ func (h *AuthV1) presenter(ctx context.Context, id, secret string) (presenter, e
 	return presenter{ClientID: cl.ID, Authenticated: true}, nil
 }
 
-var errNoRefreshGrant = errors.New("this client may not use the refresh_token grant")
-
 // refresh is RefreshToken without the RPC envelope; the refresh_token grant
 // of /oauth/token calls it too. It returns the session the token belongs to.
 //
@@ -212,35 +202,75 @@ func (h *AuthV1) refresh(ctx context.Context, token string, by presenter) (*auth
 		return nil, redisstore.Session{}, invalidArgument("refresh_token is required")
 	}
 	if len(token) > maxTokenLen {
-		return nil, redisstore.Session{}, connect.NewError(connect.CodeUnauthenticated, errBadRefreshToken)
+		return nil, redisstore.Session{}, errBadRefreshToken
 	}
-	if h.users.Ready() != nil || h.clients.Ready() != nil { // before the token is consumed
-		return nil, redisstore.Session{}, connect.NewError(connect.CodeUnavailable, errUnavailable)
+	if err := errors.Join(h.users.Ready(), h.clients.Ready()); err != nil { // before the token is consumed
+		return nil, redisstore.Session{}, err
 	}
-	next, sess, err := h.sessions.RotateRefresh(ctx, token, redisstore.Rotation{TTL: h.policy.RefreshTTL,
-		Grace: h.policy.ReuseGrace, MaxReplays: maxGraceReplays, MaxLifetime: h.policy.MaxLifetime})
+	// The proof is checked before the token is consumed (a client told to fetch a nonce retries
+	// with the same token) and recorded against replay once the rotation has authenticated it.
+	proof, err := dpop.Peek(ctx)
+	if err != nil {
+		return nil, redisstore.Session{}, dpopError(ctx, h.log, err)
+	}
+	next, sess, err := h.sessions.rotate(ctx, token)
 	switch {
 	case errors.Is(err, redisstore.ErrReused):
-		h.log.WarnContext(ctx, "refresh token reused; session revoked", "sub", sess.UserID)
-		return nil, sess, connect.NewError(connect.CodeUnauthenticated, errBadRefreshToken)
+		h.log.WarnContext(ctx, "refresh token reused; session revoked", "event", "session.revoked", "reason", "reuse", "sub", sess.UserID)
+		return nil, sess, errBadRefreshToken
 	case errors.Is(err, redisstore.ErrNotFound), errors.Is(err, redisstore.ErrRevoked):
-		return nil, sess, connect.NewError(connect.CodeUnauthenticated, errBadRefreshToken)
+		return nil, sess, errBadRefreshToken
 	case err != nil:
-		return nil, sess, storeError(ctx, h.log, "rotate refresh token", err)
+		return nil, sess, fmt.Errorf("rotate refresh token: %w", err)
 	}
 	if refusal := h.mayRefresh(sess, by); refusal != nil {
 		if errors.Is(refusal, errNotSynced) {
-			return nil, sess, connect.NewError(connect.CodeUnavailable, errUnavailable)
+			return nil, sess, refusal
 		}
-		if err := h.sessions.RevokeFamily(ctx, next.FamilyID); err != nil {
-			return nil, sess, storeError(ctx, h.log, "revoke refresh family", err)
+		if err := h.sessions.store.RevokeFamily(ctx, next.FamilyID); err != nil {
+			return nil, sess, fmt.Errorf("revoke refresh family: %w", err)
 		}
-		h.log.WarnContext(ctx, "refresh refused; session revoked", "sub", sess.UserID, "issued_to", sess.ClientID,
+		h.log.WarnContext(ctx, "refresh refused; session revoked", "event", "session.revoked", "sub", sess.UserID, "issued_to", sess.ClientID,
 			"presented_by", by.ClientID, "reason", refusal.Error())
 		return nil, sess, refusal
 	}
-	resp, err := h.tokenResponse(sess, next)
+	jkt, err := h.refreshKey(ctx, sess, proof)
+	if err != nil {
+		if _, stolen := dpop.As(err); stolen && sess.JKT != "" { // a bound refresh token without its key
+			if rerr := h.sessions.store.RevokeFamily(ctx, next.FamilyID); rerr != nil {
+				return nil, sess, fmt.Errorf("revoke refresh family: %w", rerr)
+			}
+			h.log.WarnContext(ctx, "DPoP-bound refresh token presented without its key; session revoked",
+				"event", "session.revoked", "reason", "dpop key", "sub", sess.UserID)
+		}
+		return nil, sess, err
+	}
+	resp, err := h.sessions.tokenResponse(ctx, sess, next, jkt)
 	return resp, sess, err
+}
+
+// refreshKey is refresh's DPoP step after the rotation: a session bound to a key needs a proof of
+// that key, a client with dpop_bound_access_tokens a proof; the proof, if any, is recorded against
+// replay. It returns the key to bind the new access token to.
+func (h *AuthV1) refreshKey(ctx context.Context, sess redisstore.Session, proof *dpop.Proof) (string, error) {
+	var cl *config.Client
+	if sess.ClientID != "" {
+		cl, _ = h.clients.Get(sess.ClientID)
+	}
+	switch {
+	case proof == nil && sess.JKT != "":
+		return "", dpop.ErrRequired().ConnectError()
+	case proof == nil && cl != nil && cl.DPoPBoundAccessTokens:
+		return "", dpop.ErrRequired().ConnectError()
+	case proof == nil:
+		return "", nil
+	case sess.JKT != "" && proof.JKT != sess.JKT:
+		return "", dpop.ErrKeyMismatch().ConnectError()
+	}
+	if err := dpop.Record(ctx, proof); err != nil {
+		return "", dpopError(ctx, h.log, err)
+	}
+	return proof.JKT, nil
 }
 
 // mayRefresh is refresh's check of a rotated session against who presented
@@ -252,7 +282,7 @@ func (h *AuthV1) mayRefresh(sess redisstore.Session, by presenter) error {
 	}
 	if sess.ClientID == "" { // a first-party sign-in
 		if by.ClientID != "" {
-			return connect.NewError(connect.CodeUnauthenticated, errBadRefreshToken)
+			return errBadRefreshToken
 		}
 		return nil
 	}
@@ -261,11 +291,11 @@ func (h *AuthV1) mayRefresh(sess redisstore.Session, by presenter) error {
 	case err != nil:
 		return gone(err, errBadRefreshToken)
 	case by.ClientID != "" && by.ClientID != cl.ID:
-		return connect.NewError(connect.CodeUnauthenticated, errBadRefreshToken)
+		return errBadRefreshToken
 	case !cl.IsPublic() && !by.Authenticated:
-		return connect.NewError(connect.CodeUnauthenticated, errBadClient)
+		return errBadClient
 	case !cl.AllowsGrant(config.GrantRefreshToken):
-		return connect.NewError(connect.CodePermissionDenied, errNoRefreshGrant)
+		return errNoRefreshGrant
 	}
 	return nil
 }
@@ -277,80 +307,12 @@ func (h *AuthV1) Logout(ctx context.Context, req *connect.Request[authv1.LogoutR
 		return nil, invalidArgument("refresh_token is required")
 	}
 	if len(token) <= maxTokenLen {
-		if err := h.sessions.RevokeRefresh(ctx, token); err != nil {
-			return nil, storeError(ctx, h.log, "revoke refresh token", err)
+		if err := h.sessions.store.RevokeRefresh(ctx, token); err != nil {
+			return nil, fmt.Errorf("revoke refresh token: %w", err)
 		}
 	}
+	h.log.InfoContext(ctx, "logout", "event", "session.revoked", "reason", "logout")
 	return connect.NewResponse(&authv1.LogoutResponse{}), nil
-}
-
-// StartSession creates a refresh-token family for sess and returns the first
-// token pair.
-func (h *AuthV1) StartSession(ctx context.Context, sess redisstore.Session) (*authv1.TokenResponse, error) {
-	issued, err := h.sessions.CreateRefresh(ctx, sess, h.policy.refreshTTL())
-	if err != nil {
-		return nil, storeError(ctx, h.log, "create refresh token", err)
-	}
-	return h.tokenResponse(sess, issued)
-}
-
-// sessionTokens is a session's token pair with absolute expiry times.
-type sessionTokens struct {
-	Access, Refresh       string
-	AccessExp, RefreshExp time.Time
-}
-
-// mintPair signs the access token that goes with refresh token rt. It
-// expires with the session at the latest.
-func (h *AuthV1) mintPair(sess redisstore.Session, rt redisstore.IssuedRefresh) (sessionTokens, error) {
-	ttl := h.policy.AccessTTL
-	if end := sess.End(h.policy.MaxLifetime); !end.IsZero() {
-		ttl = min(ttl, max(time.Until(end), time.Second))
-	}
-	access, exp, err := h.minter.Mint(SessionClaims(h.minter.Issuer(), sess, rt.FamilyID), ttl)
-	if err != nil {
-		return sessionTokens{}, connect.NewError(connect.CodeInternal, errInternal)
-	}
-	return sessionTokens{Access: access, AccessExp: exp, Refresh: rt.Token, RefreshExp: rt.ExpiresAt}, nil
-}
-
-func (h *AuthV1) tokenResponse(sess redisstore.Session, rt redisstore.IssuedRefresh) (*authv1.TokenResponse, error) {
-	p, err := h.mintPair(sess, rt)
-	if err != nil {
-		return nil, err
-	}
-	now := time.Now()
-	return &authv1.TokenResponse{
-		AccessToken:      p.Access,
-		RefreshToken:     p.Refresh,
-		ExpiresIn:        secondsUntil(p.AccessExp, now),
-		TokenType:        "Bearer",
-		RefreshExpiresIn: secondsUntil(p.RefreshExp, now),
-	}, nil
-}
-
-func secondsUntil(t, now time.Time) int64 { return int64(t.Sub(now).Round(time.Second) / time.Second) }
-
-// SessionClaims are the claims of a user's access token within session
-// family: the user is the subject; tokend (and the client, if any) the
-// audience; client_id is the client, or authz.FirstPartyClientID for a
-// first-party sign-in.
-func SessionClaims(issuer string, sess redisstore.Session, family string) *tokens.Claims {
-	c := &tokens.Claims{
-		Kind:      tokens.KindUser,
-		SessionID: family,
-		ClientID:  sess.ClientID,
-		Scope:     sess.Scope,
-	}
-	if c.ClientID == "" {
-		c.ClientID = authz.FirstPartyClientID
-	}
-	c.Subject = sess.UserID
-	c.Audience = []string{issuer}
-	if sess.ClientID != "" {
-		c.Audience = append(c.Audience, sess.ClientID)
-	}
-	return c
 }
 
 // peerIP strips the port from a peer address.

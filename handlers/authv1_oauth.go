@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"strings"
 
@@ -21,15 +20,11 @@ func (h *AuthV1) PasswordGrant(clients *Clients) GrantFunc {
 			return nil, clientError(err)
 		}
 		if !cl.AllowsGrant(config.GrantPassword) {
-			return nil, &OAuthError{Status: http.StatusBadRequest, Code: "unauthorized_client",
-				Description: "this client may not use the password grant"}
+			return nil, errNoPasswordGrant
 		}
 		username, password := req.Form.Get("username"), req.Form.Get("password")
-		if username == "" || password == "" {
-			return nil, &OAuthError{Status: http.StatusBadRequest, Code: "invalid_request", Description: "username and password are required"}
-		}
-		if len(username) > maxUsernameLen || len(password) > maxPasswordLen {
-			return nil, &OAuthError{Status: http.StatusBadRequest, Code: "invalid_request", Description: "username or password too long"}
+		if err := checkCredentials(username, password); err != nil {
+			return nil, err
 		}
 		scope, ok := SubsetScope(req.Form.Get("scope"), cl.Scopes)
 		if !ok {
@@ -58,16 +53,9 @@ func (h *AuthV1) RefreshGrant() GrantFunc {
 		if err != nil {
 			return nil, clientError(err) // invalid_client, or throttled / unavailable
 		}
-		token := req.Form.Get("refresh_token")
-		if token == "" {
-			return nil, &OAuthError{Status: http.StatusBadRequest, Code: "invalid_request", Description: "refresh_token is required"}
-		}
-		resp, sess, err := h.refresh(ctx, token, by)
-		switch {
-		case errors.Is(err, errBadClient):
-			return nil, InvalidClient()
-		case err != nil:
-			return nil, err
+		resp, sess, err := h.refresh(ctx, req.Form.Get("refresh_token"), by)
+		if err != nil {
+			return nil, clientError(err)
 		}
 		return oauthResponse(resp, sess.Scope), nil
 	}

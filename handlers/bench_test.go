@@ -36,8 +36,9 @@ func benchAuthV1(b *testing.B) *AuthV1 {
 		b.Fatal(err)
 	}
 	users := NewUsers([]config.User{{ID: 1, Username: "bench", PasswordHash: hash}})
-	policy := SessionPolicy{AccessTTL: 15 * time.Minute, RefreshTTL: time.Hour, MaxFailures: 1 << 30, MaxFailuresPerUser: 1 << 30, Window: time.Minute}
-	return NewAuthV1(store, store, users, NewClients(nil, nil), NewMinter(ks, "http://bench"), policy, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	sessions := NewSessions(store, tokens.NewMinter(ks, "http://bench"), SessionPolicy{AccessTTL: 15 * time.Minute, RefreshTTL: time.Hour})
+	login := LoginPolicy{MaxFailures: 1 << 30, MaxFailuresPerUser: 1 << 30, Window: time.Minute}
+	return NewAuthV1(sessions, store, login, users, NewClients(nil, nil), slog.New(slog.NewTextHandler(io.Discard, nil)))
 }
 
 func loginRequest() *connect.Request[authv1.TokenRequest] {
@@ -87,14 +88,14 @@ func BenchmarkRefreshToken(b *testing.B) {
 // signature. The codes are made before the timer starts.
 func BenchmarkExchangeToken(b *testing.B) {
 	v1 := benchAuthV1(b)
-	store := v1.sessions.(*redisstore.Store)
+	store := v1.sessions.store.(*redisstore.Store)
 	secretHash, err := passhash.Hash("bench-client-secret")
 	if err != nil {
 		b.Fatal(err)
 	}
 	clients := NewClients([]config.Client{{ID: "1001", SecretHash: secretHash, RedirectURIs: []string{"https://app.example/cb"},
 		GrantTypes: []string{"authorization_code", "refresh_token"}, Scopes: []string{"read"}}}, passhash.NewSecretCache(100, time.Hour))
-	h := NewAuth(store, v1, clients, v1.users, time.Hour, v1.log)
+	h := NewAuth(store, v1.sessions, clients, v1.users, time.Hour, v1.log)
 	ctx := context.Background()
 
 	codes := make([]string, b.N+1)
@@ -142,7 +143,7 @@ func BenchmarkExchangeToken(b *testing.B) {
 // trip (record, index and owner set) per token.
 func BenchmarkM2MCreateToken(b *testing.B) {
 	v1 := benchAuthV1(b) // for its store, minter and logger
-	store := v1.sessions.(*redisstore.Store)
+	store := v1.sessions.store.(*redisstore.Store)
 	hash, err := passhash.Hash("bench-m2m-secret")
 	if err != nil {
 		b.Fatal(err)
@@ -151,7 +152,7 @@ func BenchmarkM2MCreateToken(b *testing.B) {
 		Owner: "bench-owner", Audiences: []string{"api"}, Scopes: []string{"read", "write"},
 		AccessTokenLifetime: config.Duration(time.Hour)}}, passhash.NewSecretCache(100, time.Hour))
 	clients.Limit(ClientLimit{Limiter: store, MaxFailures: 10, Window: time.Minute, Log: v1.log})
-	h := NewM2M(store, clients, nil, v1.minter, v1.log)
+	h := NewM2M(store, clients, nil, v1.sessions.minter, v1.log)
 	req := func() *connect.Request[m2mpb.CreateTokenRequest] {
 		return connect.NewRequest(&m2mpb.CreateTokenRequest{GrantType: "client_credentials", ClientId: "bench-m2m",
 			ClientSecret: "bench-m2m-secret", Audience: []string{"api"}})

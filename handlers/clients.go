@@ -3,33 +3,36 @@ package handlers
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
+	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
-	"connectrpc.com/connect"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/passhash"
 	"github.com/tokend/tokend/redisstore"
+	"github.com/tokend/tokend/tracing"
 )
-
-// errBadClient is the one answer to every failed client authentication.
-var errBadClient = errors.New("invalid client credentials")
 
 // Clients is the directory of configured OAuth clients, with their secrets
 // checked through a cache of recent successful verifications so that only
 // the first call with a secret pays the slow hash.
 type Clients struct {
-	byID  map[string]*config.Client
+	dir   atomic.Pointer[clientDir]
 	cache *passhash.SecretCache
-	dummy string
 	limit ClientLimit
 	// checks joins concurrent Checks of one (id, secret): a burst of
 	// calls with a new secret counts and verifies once.
 	checks singleflight.Group
 	back   comebacks
+}
+
+// clientDir is one immutable list of clients.
+type clientDir struct {
+	byID  map[string]*config.Client
+	dummy string
 }
 
 // ClientLimit throttles failed client authentications (Clients.Check).
@@ -48,29 +51,40 @@ func (c *Clients) Limit(l ClientLimit) { c.limit = l }
 
 // NewClients indexes the configured clients. cache may be nil (no cache).
 func NewClients(clients []config.Client, cache *passhash.SecretCache) *Clients {
-	c := &Clients{byID: make(map[string]*config.Client, len(clients)), cache: cache}
+	c := &Clients{cache: cache}
+	c.Replace(clients)
+	return c
+}
+
+// Replace makes clients the directory (a configuration reload): a client
+// no longer listed is refused from now on, and so is everything issued to
+// it (Current); a secret hash no longer listed is refused at once, even if
+// it verified recently (the cache is keyed by hash).
+func (c *Clients) Replace(clients []config.Client) {
+	d := &clientDir{byID: make(map[string]*config.Client, len(clients))}
 	sample := ""
 	for i := range clients {
 		cl := &clients[i]
-		c.byID[cl.ID] = cl
-		if sample == "" && cl.SecretHash != "" {
-			sample = cl.SecretHash
+		d.byID[cl.ID] = cl
+		if hs := cl.Hashes(); sample == "" && len(hs) > 0 {
+			sample = hs[0]
 		}
 	}
-	c.dummy = passhash.DummyFor(sample)
-	return c
+	d.dummy = passhash.DummyFor(sample)
+	c.dir.Store(d)
 }
 
 // Get returns the client with id.
 func (c *Clients) Get(id string) (*config.Client, bool) {
-	cl, ok := c.byID[id]
+	cl, ok := c.dir.Load().byID[id]
 	return cl, ok
 }
 
 // IDs lists the configured client ids.
 func (c *Clients) IDs() []string {
-	ids := make([]string, 0, len(c.byID))
-	for id := range c.byID {
+	d := c.dir.Load()
+	ids := make([]string, 0, len(d.byID))
+	for id := range d.byID {
 		ids = append(ids, id)
 	}
 	return ids
@@ -87,7 +101,7 @@ func (c *Clients) Ready() error { return c.back.ready() }
 // belongs to a configured client; else errGone (not configured, or removed after
 // issued and configured again), or errNotSynced until SetComebacks.
 func (c *Clients) Current(id string, issued time.Time) (*config.Client, error) {
-	cl, ok := c.byID[id]
+	cl, ok := c.dir.Load().byID[id]
 	if !ok {
 		return nil, errGone
 	}
@@ -100,7 +114,7 @@ func (c *Clients) Current(id string, issued time.Time) (*config.Client, error) {
 // Trusts reports whether client id is configured and lists issuer among
 // its assertion_issuers.
 func (c *Clients) Trusts(id, issuer string) bool {
-	cl, ok := c.byID[id]
+	cl, ok := c.dir.Load().byID[id]
 	return ok && trustedIssuer(cl.AssertionIssuers, issuer)
 }
 
@@ -109,18 +123,38 @@ func (c *Clients) Trusts(id, issuer string) bool {
 // about the same time (a dummy hash is verified for unknown ids). It is not
 // throttled: endpoints call Check.
 func (c *Clients) Authenticate(id, secret string) (*config.Client, bool) {
-	cl, known := c.byID[id]
+	d := c.dir.Load()
+	cl, known := d.byID[id]
 	if !known || cl.IsPublic() {
-		_ = passhash.Verify(c.dummy, secret)
+		_ = passhash.Verify(d.dummy, secret)
 		return nil, false
 	}
 	if secret == "" || len(secret) > maxPasswordLen {
 		return nil, false
 	}
-	if err := c.cache.Verify(cl.ID, cl.SecretHash, secret); err != nil {
-		return nil, false
+	for _, h := range cl.Hashes() { // several while a secret rotates with an overlap
+		if c.cache.Verify(cl.ID, h, secret) == nil {
+			return cl, true
+		}
 	}
-	return cl, true
+	return nil, false
+}
+
+// authenticate is Authenticate in a span of its own (the slow hash).
+func (c *Clients) authenticate(ctx context.Context, id, secret string) (*config.Client, bool) {
+	_, end := tracing.Start(ctx, "passhash.verify")
+	defer end()
+	return c.Authenticate(id, secret)
+}
+
+// cached reports whether secret verified recently against one of cl's hashes.
+func (c *Clients) cached(cl *config.Client, secret string) bool {
+	for _, h := range cl.Hashes() {
+		if c.cache.Cached(cl.ID, h, secret) {
+			return true
+		}
+	}
+	return false
 }
 
 // Check authenticates a confidential client as Authenticate does, with
@@ -132,21 +166,13 @@ func (c *Clients) Authenticate(id, secret string) (*config.Client, bool) {
 // it succeeds. Errors are connect errors: unauthenticated (errBadClient),
 // resource_exhausted with retry info, or unavailable.
 func (c *Clients) Check(ctx context.Context, id, secret, addr string) (*config.Client, error) {
-	if cl, known := c.byID[id]; known && !cl.IsPublic() && secret != "" && c.cache.Cached(cl.ID, cl.SecretHash, secret) {
+	if cl, known := c.dir.Load().byID[id]; known && !cl.IsPublic() && secret != "" && c.cached(cl, secret) {
 		return cl, nil
 	}
 	sum := sha256.Sum256([]byte(id + "\x00" + secret))
-	v, err, shared := c.checks.Do(string(sum[:]), func() (any, error) { return c.check(ctx, id, secret, addr) })
+	v, err, _ := c.checks.Do(string(sum[:]), func() (any, error) { return c.check(ctx, id, secret, addr) })
 	if err != nil {
-		var ce *connect.Error
-		if shared && errors.As(err, &ce) { // each caller gets an error of its own to return
-			own := connect.NewError(ce.Code(), ce.Unwrap()) // the same sentinel (errBadClient…), for errors.Is
-			for _, d := range ce.Details() {
-				own.AddDetail(d)
-			}
-			return nil, own
-		}
-		return nil, err
+		return nil, err // a value every joined caller may return: a sentinel, a throttledError, a wrapped store error
 	}
 	return v.(*config.Client), nil
 }
@@ -154,11 +180,11 @@ func (c *Clients) Check(ctx context.Context, id, secret, addr string) (*config.C
 // check is Check without the joining of concurrent calls.
 func (c *Clients) check(ctx context.Context, id, secret, addr string) (*config.Client, error) {
 	if c.limit.Limiter == nil {
-		if cl, ok := c.Authenticate(id, secret); ok {
+		if cl, ok := c.authenticate(ctx, id, secret); ok {
 			return cl, nil
 		}
 		c.refused(ctx, id, addr, "credentials")
-		return nil, connect.NewError(connect.CodeUnauthenticated, errBadClient)
+		return nil, errBadClient
 	}
 	g := redisstore.LimitGroup{Tag: addrTag(addr), Limits: []redisstore.Limit{
 		{Name: "client:" + id, Max: c.limit.MaxFailures},
@@ -166,19 +192,19 @@ func (c *Clients) check(ctx context.Context, id, secret, addr string) (*config.C
 	}}
 	wait, err := takeLimits(ctx, c.limit.Limiter, c.limit.Window, g)
 	if err != nil {
-		return nil, storeError(ctx, c.limit.Log, "client authentication limit", err)
+		return nil, fmt.Errorf("client authentication limit: %w", err)
 	}
 	if wait > 0 {
 		c.refused(ctx, id, addr, "throttled")
-		return nil, throttled(wait)
+		return nil, throttledError{wait}
 	}
-	cl, ok := c.Authenticate(id, secret)
+	cl, ok := c.authenticate(ctx, id, secret)
 	if !ok {
 		c.refused(ctx, id, addr, "credentials")
-		return nil, connect.NewError(connect.CodeUnauthenticated, errBadClient)
+		return nil, errBadClient
 	}
 	if err := c.limit.Limiter.LimitForgive(ctx, g); err != nil {
-		return nil, storeError(ctx, c.limit.Log, "client authentication limit", err)
+		return nil, fmt.Errorf("client authentication limit: %w", err)
 	}
 	return cl, nil
 }
@@ -190,7 +216,7 @@ func (c *Clients) refused(ctx context.Context, id, addr, reason string) {
 		id = id[:200]
 	}
 	if c.limit.Log != nil {
-		c.limit.Log.InfoContext(ctx, "client authentication refused", "client_id", id, "addr", addr, "reason", reason)
+		c.limit.Log.InfoContext(ctx, "client authentication refused", "event", "client_auth.refused", "client_id", id, "addr", addr, "reason", reason)
 	}
 	if c.limit.Refused != nil {
 		c.limit.Refused(reason)

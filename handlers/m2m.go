@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -16,10 +17,12 @@ import (
 	"github.com/tokend/tokend/authn"
 	"github.com/tokend/tokend/clientaddr"
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/dpop"
 	m2mpb "github.com/tokend/tokend/gen/m2moauthserver/pb"
 	"github.com/tokend/tokend/gen/m2moauthserver/pb/m2mpbconnect"
 	"github.com/tokend/tokend/redisstore"
 	"github.com/tokend/tokend/tokens"
+	"github.com/tokend/tokend/tracing"
 )
 
 // M2MStore keeps M2M token records, their owner index and blacklists.
@@ -38,7 +41,7 @@ type M2M struct {
 	store      M2MStore
 	clients    *Clients
 	assertions *Assertions
-	minter     *Minter
+	minter     *tokens.Minter
 	log        *slog.Logger
 	now        func() time.Time
 }
@@ -46,11 +49,9 @@ type M2M struct {
 var _ m2mpbconnect.M2MOAuthServiceHandler = (*M2M)(nil)
 
 // NewM2M returns the M2M service handler.
-func NewM2M(store M2MStore, clients *Clients, assertions *Assertions, minter *Minter, log *slog.Logger) *M2M {
+func NewM2M(store M2MStore, clients *Clients, assertions *Assertions, minter *tokens.Minter, log *slog.Logger) *M2M {
 	return &M2M{store: store, clients: clients, assertions: assertions, minter: minter, log: log, now: time.Now}
 }
-
-const maxTokenName = 200
 
 // CreateToken issues an M2M access token (API.md section 4).
 func (h *M2M) CreateToken(ctx context.Context, req *connect.Request[m2mpb.CreateTokenRequest]) (*connect.Response[m2mpb.CreateTokenResponse], error) {
@@ -70,7 +71,7 @@ func (h *M2M) create(ctx context.Context, m *m2mpb.CreateTokenRequest) (*m2mpb.C
 		return nil, invalidArgument("grant_type must be client_credentials")
 	}
 	if !cl.AllowsGrant(config.GrantClientCredentials) {
-		return nil, connect.NewError(connect.CodePermissionDenied, errors.New("this client may not use the client_credentials grant"))
+		return nil, errNoClientCredentials
 	}
 	aud := m.Audience
 	for _, a := range aud {
@@ -94,7 +95,7 @@ func (h *M2M) create(ctx context.Context, m *m2mpb.CreateTokenRequest) (*m2mpb.C
 		scopes = cl.Scopes
 	}
 	if len(m.TokenName) > maxTokenName {
-		return nil, invalidArgument("token_name is longer than 200 bytes")
+		return nil, invalidArgument("token_name is longer than " + strconv.Itoa(maxTokenName) + " bytes")
 	}
 
 	now := h.now().Truncate(time.Second)
@@ -121,7 +122,16 @@ func (h *M2M) create(ctx context.Context, m *m2mpb.CreateTokenRequest) (*m2mpb.C
 		rawClaims, _ = json.Marshal(asserted.Claims)
 	}
 	if owner == "" {
-		return nil, connect.NewError(connect.CodePermissionDenied, errors.New("no owner: the client has none configured"))
+		return nil, errNoOwner
+	}
+	jkt, err := bindProof(ctx, h.log, cl)
+	if err != nil {
+		return nil, err
+	}
+	if asserted != nil { // a bound assertion (one of tokend's DPoP-bound tokens) is good only with its key
+		if cnf, bound := asserted.Claims["cnf"].(map[string]any); bound && (jkt == "" || cnf["jkt"] != jkt) {
+			return nil, dpop.ErrKeyMismatch().ConnectError()
+		}
 	}
 
 	claims := &tokens.Claims{ClientID: cl.ID, Scope: strings.Join(scopes, " "), Kind: tokens.KindClient,
@@ -132,21 +142,23 @@ func (h *M2M) create(ctx context.Context, m *m2mpb.CreateTokenRequest) (*m2mpb.C
 	}
 	claims.Subject = cl.ID
 	claims.Audience = aud
-	tok, exp, err := h.minter.Mint(claims, ttl)
+	_, end := tracing.Start(ctx, "tokens.sign")
+	tok, exp, err := h.minter.Mint(bind(claims, jkt), ttl)
+	end()
 	if err != nil {
-		h.log.ErrorContext(ctx, "sign M2M token", "err", err)
-		return nil, connect.NewError(connect.CodeInternal, errors.New("internal error"))
+		return nil, fmt.Errorf("sign M2M token: %w", err)
 	}
 	rec := redisstore.M2MToken{ID: claims.ID, Name: m.TokenName, Owner: owner, ClientID: cl.ID, Subject: cl.ID,
 		Audience: aud, Scope: scopes, IssuedAt: claims.IssuedAt.Time, ExpiresAt: exp, Claims: rawClaims}
 	if err := h.store.CreateM2MToken(ctx, rec); err != nil {
-		return nil, storeError(ctx, h.log, "store M2M token", err)
+		return nil, fmt.Errorf("store M2M token: %w", err)
 	}
+	h.log.InfoContext(ctx, "M2M token created", "event", "m2m_token.created", "owner", owner, "client_id", cl.ID, "token_id", claims.ID)
 	var expiresIn int64
 	if !exp.IsZero() {
 		expiresIn = int64(exp.Sub(h.now()).Round(time.Second) / time.Second)
 	}
-	return &m2mpb.CreateTokenResponse{AccessToken: tok, TokenType: "Bearer", ExpiresIn: expiresIn, Scope: scopes}, nil
+	return &m2mpb.CreateTokenResponse{AccessToken: tok, TokenType: tokenType(jkt), ExpiresIn: expiresIn, Scope: scopes}, nil
 }
 
 // authenticate checks the client's secret or client assertion; with an
@@ -154,7 +166,7 @@ func (h *M2M) create(ctx context.Context, m *m2mpb.CreateTokenRequest) (*m2mpb.C
 // including no credential at all, is the same unauthenticated error; a store
 // failure while checking an assertion is unavailable.
 func (h *M2M) authenticate(ctx context.Context, m *m2mpb.CreateTokenRequest) (*config.Client, *Asserted, error) {
-	fail := connect.NewError(connect.CodeUnauthenticated, errBadClient)
+	fail := errBadClient
 	switch {
 	case m.ClientAssertion != "" || m.ClientAssertionType != "":
 		cl, ok := h.clients.Get(m.ClientId)
@@ -167,7 +179,7 @@ func (h *M2M) authenticate(ctx context.Context, m *m2mpb.CreateTokenRequest) (*c
 				h.log.DebugContext(ctx, "client assertion refused", "client_id", cl.ID, "reason", err.Error())
 				return nil, nil, fail
 			}
-			return nil, nil, storeError(ctx, h.log, "check client assertion", err)
+			return nil, nil, fmt.Errorf("check client assertion: %w", err)
 		}
 		return cl, asserted, nil
 	case m.ClientSecret != "":
@@ -216,17 +228,17 @@ func (h *M2M) GetTokens(ctx context.Context, req *connect.Request[m2mpb.GetToken
 		return nil
 	}
 	if ids := req.Msg.IdFilter; len(ids) > 0 {
-		if len(ids) > 1000 {
-			return invalidArgument("id_filter names more than 1000 ids")
+		if err := checkIDFilter(ids); err != nil {
+			return err
 		}
 		batch, err := h.store.GetM2MTokens(ctx, who.Pending, who.Owner, ids)
 		if err != nil {
-			return storeError(ctx, h.log, "read M2M tokens", err)
+			return fmt.Errorf("read M2M tokens: %w", err)
 		}
 		return emit(batch) // the only batch: the end of the call flushes it
 	}
 	if err := h.store.ListM2MTokens(ctx, who.Pending, who.Owner, send); err != nil && sendErr == nil {
-		return storeError(ctx, h.log, "list M2M tokens", err)
+		return fmt.Errorf("list M2M tokens: %w", err)
 	}
 	return sendErr
 }
@@ -238,13 +250,14 @@ func (h *M2M) DeleteTokens(ctx context.Context, req *connect.Request[m2mpb.Delet
 	if err != nil {
 		return nil, err
 	}
-	if len(req.Msg.IdFilter) > 1000 {
-		return nil, invalidArgument("id_filter names more than 1000 ids")
+	if err := checkIDFilter(req.Msg.IdFilter); err != nil {
+		return nil, err
 	}
 	bl, del, err := h.store.DeleteM2MTokens(ctx, who.Owner, req.Msg.IdFilter)
 	if err != nil {
-		return nil, storeError(ctx, h.log, "delete M2M tokens", err)
+		return nil, fmt.Errorf("delete M2M tokens: %w", err)
 	}
+	h.log.InfoContext(ctx, "M2M tokens blacklisted", "event", "m2m_token.blacklisted", "owner", who.Owner, "blacklisted", bl, "deleted", del)
 	return connect.NewResponse(&m2mpb.DeleteTokensResponse{BlacklistedCount: bl, DeletedCount: del}), nil
 }
 
@@ -291,7 +304,7 @@ func (h *M2M) ClientCredentialsGrant() GrantFunc {
 		}
 		resp, err := h.create(ctx, m)
 		if err != nil {
-			if connect.CodeOf(err) == connect.CodeUnauthenticated {
+			if errors.Is(err, errBadClient) {
 				return nil, InvalidClient()
 			}
 			return nil, err
@@ -299,4 +312,12 @@ func (h *M2M) ClientCredentialsGrant() GrantFunc {
 		return &OAuthTokenResponse{AccessToken: resp.AccessToken, TokenType: resp.TokenType,
 			ExpiresIn: resp.ExpiresIn, Scope: strings.Join(resp.Scope, " ")}, nil
 	}
+}
+
+// checkIDFilter refuses an id_filter longer than maxIDFilter.
+func checkIDFilter(ids []string) error {
+	if len(ids) > maxIDFilter {
+		return invalidArgument("id_filter names more than " + strconv.Itoa(maxIDFilter) + " ids")
+	}
+	return nil
 }

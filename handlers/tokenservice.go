@@ -5,8 +5,10 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -19,6 +21,7 @@ import (
 	"github.com/tokend/tokend/gen/priv/tokenservice/v1alpha1/tokenservicev1alpha1connect"
 	"github.com/tokend/tokend/redisstore"
 	"github.com/tokend/tokend/tokens"
+	"github.com/tokend/tokend/tracing"
 )
 
 // APITokenStore keeps API token records.
@@ -45,17 +48,13 @@ type APITokenPolicy struct {
 	MaxPerOwner int
 }
 
-const maxTokenNameLen = 200
-
-var errBadAPIToken = errors.New("invalid API token")
-
 // TokenService implements priv.tokenservice.v1alpha1.TokenService: users
 // create long-lived API tokens and trade their secrets for short-lived
 // access tokens.
 type TokenService struct {
 	store  APITokenStore
 	users  *Users
-	minter *Minter
+	minter *tokens.Minter
 	policy APITokenPolicy
 	log    *slog.Logger
 	now    func() time.Time
@@ -65,7 +64,7 @@ type TokenService struct {
 var _ tokenservicev1alpha1connect.TokenServiceHandler = (*TokenService)(nil)
 
 // NewTokenService returns the API token handler.
-func NewTokenService(store APITokenStore, users *Users, minter *Minter, policy APITokenPolicy, log *slog.Logger) *TokenService {
+func NewTokenService(store APITokenStore, users *Users, minter *tokens.Minter, policy APITokenPolicy, log *slog.Logger) *TokenService {
 	return &TokenService{
 		store: store, users: users, minter: minter, policy: policy, log: log, now: time.Now,
 		usage: newUsageRecorder(store.TouchAPITokens, log),
@@ -87,8 +86,8 @@ func (h *TokenService) CreateToken(ctx context.Context, req *connect.Request[tsv
 	}
 	owner := who.Owner
 	name := req.Msg.GetName()
-	if len(name) > maxTokenNameLen || !utf8.ValidString(name) {
-		return nil, invalidArgument("name must be valid UTF-8 of at most 200 bytes")
+	if len(name) > maxTokenName || !utf8.ValidString(name) {
+		return nil, invalidArgument("name must be valid UTF-8 of at most " + strconv.Itoa(maxTokenName) + " bytes")
 	}
 	now := h.now().Truncate(time.Second)
 	var expires time.Time
@@ -104,17 +103,17 @@ func (h *TokenService) CreateToken(ctx context.Context, req *connect.Request[tsv
 	id := apitoken.NewID()
 	secret, err := apitoken.NewSecret(id)
 	if err != nil {
-		return nil, connect.NewError(connect.CodeInternal, errInternal)
+		return nil, fmt.Errorf("new API token secret: %w", err)
 	}
 	sum := sha256.Sum256([]byte(secret))
 	rec := redisstore.APIToken{ID: id, Owner: owner, Name: name, SecretHash: sum[:], CreatedAt: now, ExpiresAt: expires}
 	switch err := h.store.CreateAPIToken(ctx, rec, h.policy.MaxPerOwner); {
 	case errors.Is(err, redisstore.ErrLimit):
-		return nil, connect.NewError(connect.CodeResourceExhausted, errors.New("too many API tokens; delete some first"))
+		return nil, errTooManyAPITokens
 	case err != nil:
-		return nil, storeError(ctx, h.log, "create API token", err)
+		return nil, fmt.Errorf("create API token: %w", err)
 	}
-	h.log.InfoContext(ctx, "API token created", "owner", owner, "token_id", id)
+	h.log.InfoContext(ctx, "API token created", "event", "api_token.created", "owner", owner, "token_id", id)
 	tok := tokenMessage(rec)
 	tok.Secret = secret
 	return connect.NewResponse(&tsv1.CreateTokenResponse{Token: tok}), nil
@@ -130,28 +129,29 @@ func (h *TokenService) GetAccessToken(ctx context.Context, req *connect.Request[
 	}
 	id, err := apitoken.ParseSecret(secret)
 	if err != nil {
-		return nil, connect.NewError(connect.CodeUnauthenticated, errBadAPIToken)
+		return nil, errBadAPIToken
 	}
 	now := h.now()
 	rec, err := h.store.GetAPIToken(ctx, id)
 	switch {
 	case errors.Is(err, redisstore.ErrNotFound):
-		return nil, connect.NewError(connect.CodeUnauthenticated, errBadAPIToken)
+		return nil, errBadAPIToken
 	case err != nil:
-		return nil, storeError(ctx, h.log, "use API token", err)
+		return nil, fmt.Errorf("use API token: %w", err)
 	}
 	sum := sha256.Sum256([]byte(secret))
 	if subtle.ConstantTimeCompare(sum[:], rec.SecretHash) != 1 ||
 		(!rec.ExpiresAt.IsZero() && !now.Before(rec.ExpiresAt)) {
-		return nil, connect.NewError(connect.CodeUnauthenticated, errBadAPIToken)
+		return nil, errBadAPIToken
 	}
 	// The owner must still be configured, and be who created it: an API
 	// token of a removed user stays dead if the id is configured again.
 	if err := h.users.Current(rec.Owner, rec.CreatedAt); err != nil {
-		if errors.Is(err, errNotSynced) {
-			return nil, connect.NewError(connect.CodeUnavailable, errUnavailable)
-		}
-		return nil, connect.NewError(connect.CodeUnauthenticated, errBadAPIToken)
+		return nil, gone(err, errBadAPIToken)
+	}
+	jkt, err := bindProof(ctx, h.log, nil)
+	if err != nil {
+		return nil, err
 	}
 	h.usage.Record(id, now)
 	ttl := h.policy.AccessTTL
@@ -161,9 +161,11 @@ func (h *TokenService) GetAccessToken(ctx context.Context, req *connect.Request[
 	c := &tokens.Claims{Kind: tokens.KindAPIToken, APITokenID: rec.ID, ClientID: authz.FirstPartyClientID}
 	c.Subject = rec.Owner
 	c.Audience = []string{h.minter.Issuer()}
-	access, exp, err := h.minter.Mint(c, ttl)
+	_, end := tracing.Start(ctx, "tokens.sign")
+	access, exp, err := h.minter.Mint(bind(c, jkt), ttl)
+	end()
 	if err != nil {
-		return nil, connect.NewError(connect.CodeInternal, errInternal)
+		return nil, fmt.Errorf("sign access token: %w", err)
 	}
 	return connect.NewResponse(&tsv1.GetAccessTokenResponse{
 		AccessToken: access,
@@ -184,7 +186,7 @@ func (h *TokenService) ListTokens(ctx context.Context, _ *connect.Request[tsv1.L
 	}
 	recs, err := h.store.ListAPITokens(ctx, owner)
 	if err != nil {
-		return nil, storeError(ctx, h.log, "list API tokens", err)
+		return nil, fmt.Errorf("list API tokens: %w", err)
 	}
 	slices.SortFunc(recs, func(a, b redisstore.APIToken) int { return b.CreatedAt.Compare(a.CreatedAt) })
 	resp := &tsv1.ListTokensResponse{Tokens: make([]*tsv1.Token, 0, len(recs))}
@@ -208,11 +210,11 @@ func (h *TokenService) DeleteToken(ctx context.Context, req *connect.Request[tsv
 	}
 	switch err := h.store.DeleteAPIToken(ctx, owner, id); {
 	case errors.Is(err, redisstore.ErrNotFound):
-		return nil, connect.NewError(connect.CodeNotFound, errors.New("no such API token"))
+		return nil, errNoSuchAPIToken
 	case err != nil:
-		return nil, storeError(ctx, h.log, "delete API token", err)
+		return nil, fmt.Errorf("delete API token: %w", err)
 	}
-	h.log.InfoContext(ctx, "API token deleted", "owner", owner, "token_id", id)
+	h.log.InfoContext(ctx, "API token deleted", "event", "api_token.deleted", "owner", owner, "token_id", id)
 	return connect.NewResponse(&tsv1.DeleteTokenResponse{}), nil
 }
 

@@ -31,17 +31,17 @@ import (
 )
 
 // HandlerOptions installs the codec under both names Connect gives JSON,
-// and ProtoCodec for the binary format.
+// and protoCodec for the binary format.
 func HandlerOptions() []connect.HandlerOption {
 	return []connect.HandlerOption{connect.WithCodec(Codec{"json"}), connect.WithCodec(Codec{"json; charset=utf-8"}),
-		connect.WithCodec(ProtoCodec{})}
+		connect.WithCodec(protoCodec{})}
 }
 
 // Codec is a Connect codec for protobuf messages as proto3 JSON.
 type Codec struct{ name string }
 
-// New returns a codec registered as name ("json" or "json; charset=utf-8").
-func New(name string) Codec { return Codec{name} }
+// newCodec returns a codec registered as name ("json" or "json; charset=utf-8").
+func newCodec(name string) Codec { return Codec{name} }
 
 // Name is the codec's name in content types.
 func (c Codec) Name() string { return c.name }

@@ -164,7 +164,7 @@ func sameJSON(t *testing.T, got, want []byte) {
 // the same message, and takes the fast path (no fallback to protojson).
 func TestMarshalMatchesProtojson(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 9))
-	c := New("json")
+	c := newCodec("json")
 	for _, mt := range tokendMessages(t) {
 		for range 300 {
 			m := mt.New()
@@ -193,7 +193,7 @@ func TestMarshalMatchesProtojson(t *testing.T) {
 // What protojson refuses, the codec refuses; what the walk leaves to
 // protojson (a well-known type at the top) comes out as protojson writes it.
 func TestMarshalFallbacks(t *testing.T) {
-	c := New("json")
+	c := newCodec("json")
 	_, err := c.Marshal(&m2mpb.Token{Id: "bad \xff utf-8"})
 	if _, want := protojson.Marshal(&m2mpb.Token{Id: "bad \xff utf-8"}); err == nil || want == nil {
 		t.Fatalf("invalid UTF-8: codec error %v, protojson error %v: want both to refuse", err, want)
@@ -223,7 +223,7 @@ func TestMarshalFallbacks(t *testing.T) {
 // Unmarshal is Connect's JSON reading: both field spellings, unknown fields
 // ignored, empty input and wrong types refused.
 func TestUnmarshal(t *testing.T) {
-	c := New("json; charset=utf-8")
+	c := newCodec("json; charset=utf-8")
 	if c.Name() != "json; charset=utf-8" || c.IsBinary() {
 		t.Fatalf("name %q binary %v", c.Name(), c.IsBinary())
 	}
@@ -259,7 +259,7 @@ func BenchmarkMarshal(b *testing.B) {
 			b.ReportAllocs()
 			buf := make([]byte, 0, 1024)
 			for b.Loop() {
-				buf, _ = New("json").MarshalAppend(buf[:0], bc.msg)
+				buf, _ = newCodec("json").MarshalAppend(buf[:0], bc.msg)
 			}
 		})
 		b.Run(bc.name+"/protojson", func(b *testing.B) {

@@ -7,23 +7,23 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// ProtoCodec is Connect's binary protobuf codec with errors a caller can
+// protoCodec is Connect's binary protobuf codec with errors a caller can
 // read: what message was expected and what was wrong with it, never the Go
 // type it was decoded into (Connect's own says "unmarshal into
 // *authv1.TokenRequest: proto: …").
-type ProtoCodec struct{}
+type protoCodec struct{}
 
 // Name is the codec's name in content types.
-func (ProtoCodec) Name() string { return "proto" }
+func (protoCodec) Name() string { return "proto" }
 
 // IsBinary reports that the codec's output is binary.
-func (ProtoCodec) IsBinary() bool { return true }
+func (protoCodec) IsBinary() bool { return true }
 
 // Marshal writes message in the protobuf binary format.
-func (c ProtoCodec) Marshal(message any) ([]byte, error) { return c.MarshalAppend(nil, message) }
+func (c protoCodec) Marshal(message any) ([]byte, error) { return c.MarshalAppend(nil, message) }
 
 // MarshalAppend appends message in the protobuf binary format to dst.
-func (ProtoCodec) MarshalAppend(dst []byte, message any) ([]byte, error) {
+func (protoCodec) MarshalAppend(dst []byte, message any) ([]byte, error) {
 	m, ok := message.(proto.Message)
 	if !ok {
 		return nil, fmt.Errorf("%T is not a proto.Message", message)
@@ -32,7 +32,7 @@ func (ProtoCodec) MarshalAppend(dst []byte, message any) ([]byte, error) {
 }
 
 // MarshalStable writes message deterministically (map keys sorted).
-func (ProtoCodec) MarshalStable(message any) ([]byte, error) {
+func (protoCodec) MarshalStable(message any) ([]byte, error) {
 	m, ok := message.(proto.Message)
 	if !ok {
 		return nil, fmt.Errorf("%T is not a proto.Message", message)
@@ -41,7 +41,7 @@ func (ProtoCodec) MarshalStable(message any) ([]byte, error) {
 }
 
 // Unmarshal reads the protobuf binary format into message.
-func (ProtoCodec) Unmarshal(data []byte, message any) error {
+func (protoCodec) Unmarshal(data []byte, message any) error {
 	m, ok := message.(proto.Message)
 	if !ok {
 		return fmt.Errorf("%T is not a proto.Message", message)

@@ -9,7 +9,7 @@ import (
 )
 
 func TestProtoCodecRoundTripAndErrors(t *testing.T) {
-	var c ProtoCodec
+	var c protoCodec
 	in := structpb.NewStringValue("hello")
 	b, err := c.Marshal(in)
 	if err != nil {

@@ -131,7 +131,7 @@ func fullyReadable(d protoreflect.MessageDescriptor, seen map[protoreflect.FullN
 // leaves unset).
 func TestUnmarshalMatchesProtojson(t *testing.T) {
 	r := rand.New(rand.NewPCG(11, 13))
-	c := New("json")
+	c := newCodec("json")
 	styles := []protojson.MarshalOptions{{}, {UseProtoNames: true}, {EmitUnpopulated: true},
 		{UseProtoNames: true, EmitUnpopulated: true, Multiline: true, Indent: "\t"}}
 	for _, name := range []protoreflect.FullName{"m2moauthserver.pb.CreateTokenRequest", "m2moauthserver.pb.GetTokensRequest",
@@ -331,7 +331,7 @@ func TestUnmarshalEdgeCases(t *testing.T) {
 		wantErr := protojsonIn.Unmarshal(data, want)
 		got := tc.msg.ProtoReflect().Type().New().Interface()
 		populate(rand.New(rand.NewPCG(1, 2)), got.ProtoReflect(), 0) // the codec must not merge
-		err := New("json").Unmarshal(data, got)
+		err := newCodec("json").Unmarshal(data, got)
 		if (err == nil) != (wantErr == nil) || err == nil && !proto.Equal(got, want) {
 			t.Errorf("%s: codec read %v (%v), protojson %v (%v)", name, got, err, want, wantErr)
 		}
@@ -364,7 +364,7 @@ func FuzzUnmarshal(f *testing.F) {
 			}
 		}
 		got := mt.New().Interface()
-		err := New("json").Unmarshal(data, got)
+		err := newCodec("json").Unmarshal(data, got)
 		if (err == nil) != (wantErr == nil) || err == nil && !proto.Equal(got, want) {
 			t.Fatalf("codec read %q as %v (%v), protojson as %v (%v)", data, got, err, want, wantErr)
 		}
@@ -383,7 +383,7 @@ func BenchmarkUnmarshal(b *testing.B) {
 		data := []byte(bc.json)
 		b.Run(bc.name+"/codec", func(b *testing.B) {
 			b.ReportAllocs()
-			c := New("json")
+			c := newCodec("json")
 			for b.Loop() {
 				if err := c.Unmarshal(data, bc.msg); err != nil {
 					b.Fatal(err)

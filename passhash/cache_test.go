@@ -38,12 +38,12 @@ func TestSecretCache(t *testing.T) {
 	step("first success", "c1", h, "right", nil, 1)
 	step("repeat hits", "c1", h, "right", nil, 0)
 	step("repeat hits again", "c1", h, "right", nil, 0)
-	step("other secret misses", "c1", h, "wrong", ErrMismatch, 1)
-	step("failures are not cached", "c1", h, "wrong", ErrMismatch, 1)
+	step("other secret misses", "c1", h, "wrong", errMismatch, 1)
+	step("failures are not cached", "c1", h, "wrong", errMismatch, 1)
 	step("other client misses", "c2", h, "right", nil, 1)
 	h2 := cheap("right")
 	step("changed hash misses", "c1", h2, "right", nil, 1)
-	step("malformed", "c1", "nope", "right", ErrMalformed, 1)
+	step("malformed", "c1", "nope", "right", errMalformed, 1)
 
 	*now = now.Add(59 * time.Second)
 	step("before expiry", "c1", h, "right", nil, 0)
@@ -88,8 +88,8 @@ func TestSecretCacheDisabled(t *testing.T) {
 		if err := c.Verify("c", h, "s"); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
-		if err := c.Verify("c", h, "t"); !errors.Is(err, ErrMismatch) {
-			t.Errorf("%s: %v, want ErrMismatch", name, err)
+		if err := c.Verify("c", h, "t"); !errors.Is(err, errMismatch) {
+			t.Errorf("%s: %v, want errMismatch", name, err)
 		}
 	}
 }
@@ -110,7 +110,7 @@ func TestSecretCacheConcurrent(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				if err := c.Verify(client, hashes[k], "wrong"); !errors.Is(err, ErrMismatch) {
+				if err := c.Verify(client, hashes[k], "wrong"); !errors.Is(err, errMismatch) {
 					t.Errorf("wrong secret: %v", err)
 					return
 				}

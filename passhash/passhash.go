@@ -15,21 +15,21 @@ import (
 )
 
 var (
-	// ErrMismatch means the secret does not match the hash.
-	ErrMismatch = errors.New("passhash: mismatch")
-	// ErrMalformed means the hash is not one Verify accepts. Errors returned
-	// for malformed hashes are *MalformedError values that wrap ErrMalformed.
-	ErrMalformed = errors.New("passhash: malformed hash")
+	// errMismatch means the secret does not match the hash.
+	errMismatch = errors.New("passhash: mismatch")
+	// errMalformed means the hash is not one Verify accepts. Errors returned
+	// for malformed hashes are *MalformedError values that wrap errMalformed.
+	errMalformed = errors.New("passhash: malformed hash")
 )
 
-// MalformedError says why a hash is not accepted. errors.Is(err, ErrMalformed)
+// MalformedError says why a hash is not accepted. errors.Is(err, errMalformed)
 // holds for it.
 type MalformedError struct {
 	Reason string // e.g. "not a bcrypt or argon2id hash"
 }
 
-func (e *MalformedError) Error() string { return ErrMalformed.Error() + ": " + e.Reason }
-func (e *MalformedError) Unwrap() error { return ErrMalformed }
+func (e *MalformedError) Error() string { return errMalformed.Error() + ": " + e.Reason }
+func (e *MalformedError) Unwrap() error { return errMalformed }
 
 func malformed(format string, args ...any) error {
 	return &MalformedError{Reason: fmt.Sprintf(format, args...)}
@@ -195,8 +195,8 @@ func HashBcrypt(secret string, cost int) (string, error) {
 }
 
 // Verify checks secret against a bcrypt ($2a$, $2b$, $2y$) or argon2id (PHC
-// string) hash in constant time. It returns nil on a match, ErrMismatch, or an
-// error wrapping ErrMalformed when encoded is not a hash it accepts.
+// string) hash in constant time. It returns nil on a match, errMismatch, or an
+// error wrapping errMalformed when encoded is not a hash it accepts.
 //
 // Like every bcrypt implementation, a bcrypt hash considers only the first 72
 // bytes of the secret.
@@ -213,7 +213,7 @@ func Verify(encoded, secret string) error {
 	if a := p.argon; a != nil {
 		got := argon2id(secret, a)
 		if subtle.ConstantTimeCompare(got, a.key) != 1 {
-			return ErrMismatch
+			return errMismatch
 		}
 		return nil
 	}
@@ -222,7 +222,7 @@ func Verify(encoded, secret string) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, bcrypt.ErrMismatchedHashAndPassword):
-		return ErrMismatch
+		return errMismatch
 	default:
 		return malformed("bcrypt: %v", err)
 	}
@@ -232,12 +232,10 @@ func Verify(encoded, secret string) error {
 // hash slots. x/crypto/argon2 allocates its work area (a.memory KiB) afresh
 // each time and drops it on return; left to the pacer, a run of logins piles
 // dead 19 MiB areas onto a heap allowed to grow to twice its live size, and
-// the process grows by that much (tokend peaked at 126–139 MB under a login
-// burst). A check with a work area of collectFrom or more therefore runs a
-// collection before it gives up its slot: the area it dropped is free before
-// the next check allocates one, so at most GOMAXPROCS areas exist at a time
-// (61–74 MB under the same burst, at the same logins per second). One
-// collection of tokend's small pointer heap costs far less than the check
+// the process grows by that much. A check with a work area of collectFrom or
+// more therefore runs a collection before it gives up its slot: the area it
+// dropped is free before the next check allocates one, so at most GOMAXPROCS
+// areas exist at a time. One collection of tokend's small pointer heap costs far less than the check
 // itself: the work area holds no pointers to mark.
 func argon2id(secret string, a *argonParams) (key []byte) {
 	inSlot(func() {
@@ -273,7 +271,7 @@ var hashSlots = make(chan struct{}, runtime.GOMAXPROCS(0))
 var onHash func(delta int)
 
 // Validate reports whether encoded is a hash Verify accepts, without hashing
-// anything. Its error wraps ErrMalformed and says what is wrong.
+// anything. Its error wraps errMalformed and says what is wrong.
 func Validate(encoded string) error {
 	_, err := parse(encoded)
 	return err

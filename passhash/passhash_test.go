@@ -26,8 +26,8 @@ func TestHashRoundTrip(t *testing.T) {
 	if err := Verify(h, "s3cret"); err != nil {
 		t.Errorf("Verify(right secret) = %v", err)
 	}
-	if err := Verify(h, "s3cret "); !errors.Is(err, ErrMismatch) {
-		t.Errorf("Verify(wrong secret) = %v, want ErrMismatch", err)
+	if err := Verify(h, "s3cret "); !errors.Is(err, errMismatch) {
+		t.Errorf("Verify(wrong secret) = %v, want errMismatch", err)
 	}
 	if h2, _ := Hash("s3cret"); h2 == h {
 		t.Error("two hashes of one secret are equal: salt is not random")
@@ -45,8 +45,8 @@ func TestHashBcryptRoundTrip(t *testing.T) {
 	if err := Verify(h, "s3cret"); err != nil {
 		t.Errorf("Verify(right secret) = %v", err)
 	}
-	if err := Verify(h, "S3cret"); !errors.Is(err, ErrMismatch) {
-		t.Errorf("Verify(wrong secret) = %v, want ErrMismatch", err)
+	if err := Verify(h, "S3cret"); !errors.Is(err, errMismatch) {
+		t.Errorf("Verify(wrong secret) = %v, want errMismatch", err)
 	}
 	for _, cost := range []int{0, 3, 17, 31} {
 		if _, err := HashBcrypt("x", cost); err == nil {
@@ -74,8 +74,8 @@ func TestForeignHashes(t *testing.T) {
 		if err := Verify(tc.hash, tc.secret); err != nil {
 			t.Errorf("%s: Verify = %v", tc.source, err)
 		}
-		if err := Verify(tc.hash, tc.secret+"x"); !errors.Is(err, ErrMismatch) {
-			t.Errorf("%s: Verify(wrong) = %v, want ErrMismatch", tc.source, err)
+		if err := Verify(tc.hash, tc.secret+"x"); !errors.Is(err, errMismatch) {
+			t.Errorf("%s: Verify(wrong) = %v, want errMismatch", tc.source, err)
 		}
 	}
 }
@@ -160,15 +160,15 @@ func TestMalformed(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := Validate(tc.hash)
-			if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), tc.reason) {
-				t.Errorf("Validate(%q) = %v, want ErrMalformed saying %q", tc.hash, err, tc.reason)
+			if !errors.Is(err, errMalformed) || !strings.Contains(err.Error(), tc.reason) {
+				t.Errorf("Validate(%q) = %v, want errMalformed saying %q", tc.hash, err, tc.reason)
 			}
 			var me *MalformedError
 			if !errors.As(err, &me) || me.Reason == "" {
 				t.Errorf("Validate(%q) = %#v, want *MalformedError with a reason", tc.hash, err)
 			}
-			if err := Verify(tc.hash, "x"); !errors.Is(err, ErrMalformed) {
-				t.Errorf("Verify(%q) = %v, want ErrMalformed", tc.hash, err)
+			if err := Verify(tc.hash, "x"); !errors.Is(err, errMalformed) {
+				t.Errorf("Verify(%q) = %v, want errMalformed", tc.hash, err)
 			}
 		})
 	}
@@ -187,8 +187,8 @@ func TestDummyFor(t *testing.T) {
 	if err := Validate(d); err != nil {
 		t.Error(err)
 	}
-	if err := Verify(d, "pw"); !errors.Is(err, ErrMismatch) {
-		t.Errorf("Verify(dummy, pw) = %v, want ErrMismatch", err)
+	if err := Verify(d, "pw"); !errors.Is(err, errMismatch) {
+		t.Errorf("Verify(dummy, pw) = %v, want errMismatch", err)
 	}
 	if d2 := DummyFor(argon); d2 == d {
 		t.Error("DummyFor is deterministic")

@@ -49,11 +49,11 @@ func (s *Store) CreateAPIToken(ctx context.Context, rec APIToken, max int) error
 		return fmt.Errorf("redisstore: malformed API token id %q", rec.ID)
 	}
 	idx := s.keys.apiTokenOwner(rec.Owner)
-	added, err := apiTokenIndexScript.Run(ctx, s.rdb, []string{idx}, rec.ID, rec.CreatedAt.Unix(), max).Int()
+	added, err := s.run(ctx, apiTokenIndexScript, []string{idx}, rec.ID, rec.CreatedAt.Unix(), max).Int()
 	if err == nil && added == 0 {
 		// Full: drop index entries whose records expired, and try once more.
 		if _, err = s.liveAPITokens(ctx, rec.Owner); err == nil {
-			added, err = apiTokenIndexScript.Run(ctx, s.rdb, []string{idx}, rec.ID, rec.CreatedAt.Unix(), max).Int()
+			added, err = s.run(ctx, apiTokenIndexScript, []string{idx}, rec.ID, rec.CreatedAt.Unix(), max).Int()
 		}
 	}
 	if err != nil {
@@ -66,13 +66,13 @@ func (s *Store) CreateAPIToken(ctx context.Context, rec APIToken, max int) error
 	if !rec.ExpiresAt.IsZero() {
 		expires = rec.ExpiresAt.Unix()
 	}
-	n, err := apiTokenCreateScript.Run(ctx, s.rdb, []string{s.keys.apiToken(rec.ID)},
+	n, err := s.run(ctx, apiTokenCreateScript, []string{s.keys.apiToken(rec.ID)},
 		rec.Owner, rec.Name, hex.EncodeToString(rec.SecretHash), rec.CreatedAt.Unix(), expires).Int()
 	if err == nil && n != 1 {
 		return fmt.Errorf("redisstore: create API token: id %q already in use", rec.ID)
 	}
 	if err != nil {
-		s.rdb.ZRem(ctx, idx, rec.ID) // best effort; listing prunes it otherwise
+		_, _ = doWrite(ctx, s, func(p redis.Pipeliner) *redis.IntCmd { return p.ZRem(ctx, idx, rec.ID) }) // best effort; listing prunes it otherwise
 		return wrap("create API token", err)
 	}
 	return nil
@@ -105,16 +105,16 @@ func (s *Store) ListAPITokens(ctx context.Context, owner string) ([]APIToken, er
 
 func (s *Store) liveAPITokens(ctx context.Context, owner string) ([]APIToken, error) {
 	idx := s.keys.apiTokenOwner(owner)
-	ids, err := s.rdb.ZRange(ctx, idx, 0, -1).Result()
-	if err != nil || len(ids) == 0 {
+	index, err := do(ctx, s, func(p redis.Pipeliner) *redis.StringSliceCmd { return p.ZRange(ctx, idx, 0, -1) })
+	if err != nil || len(index.Val()) == 0 {
 		return nil, err
 	}
-	cmds, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, id := range ids {
-			p.HGetAll(ctx, s.keys.apiToken(id))
-		}
-		return nil
-	})
+	ids := index.Val()
+	reads := make([]scriptCall, len(ids))
+	for i, id := range ids {
+		reads[i] = command(func(p redis.Pipeliner) redis.Cmder { return p.HGetAll(ctx, s.keys.apiToken(id)) })
+	}
+	cmds, err := s.batch.run(ctx, reads...)
 	if err != nil {
 		return nil, err
 	}
@@ -130,7 +130,7 @@ func (s *Store) liveAPITokens(ctx context.Context, owner string) ([]APIToken, er
 		recs = append(recs, rec)
 	}
 	if len(gone) > 0 {
-		if err := s.rdb.ZRem(ctx, idx, gone...).Err(); err != nil {
+		if _, err := doWrite(ctx, s, func(p redis.Pipeliner) *redis.IntCmd { return p.ZRem(ctx, idx, gone...) }); err != nil {
 			return nil, err
 		}
 	}
@@ -150,7 +150,8 @@ func (s *Store) DeleteAPIToken(ctx context.Context, owner, id string) error {
 	if n == 0 {
 		return ErrNotFound
 	}
-	return wrap("unindex API token", s.rdb.ZRem(ctx, s.keys.apiTokenOwner(owner), id).Err())
+	_, err = doWrite(ctx, s, func(p redis.Pipeliner) *redis.IntCmd { return p.ZRem(ctx, s.keys.apiTokenOwner(owner), id) })
+	return wrap("unindex API token", err)
 }
 
 // TouchAPITokens records last-use times: one script per record (each
@@ -166,7 +167,7 @@ func (s *Store) TouchAPITokens(ctx context.Context, used map[string]time.Time) e
 	if len(calls) == 0 {
 		return nil
 	}
-	_, err := s.runPipelined(ctx, calls)
+	_, err := s.batch.run(ctx, calls...)
 	return wrap("touch API tokens", err)
 }
 

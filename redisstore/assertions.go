@@ -16,7 +16,9 @@ func (s *Store) UseAssertionID(ctx context.Context, issuer, jti string, until ti
 	if !until.After(time.Now()) {
 		return false, nil
 	}
-	err = s.rdb.SetArgs(ctx, s.keys.assertionID(issuer, jti), "1", redis.SetArgs{Mode: "NX", ExpireAt: until}).Err()
+	_, err = doWrite(ctx, s, func(p redis.Pipeliner) *redis.StatusCmd {
+		return p.SetArgs(ctx, s.keys.assertionID(issuer, jti), "1", redis.SetArgs{Mode: "NX", ExpireAt: until})
+	})
 	switch {
 	case errors.Is(err, redis.Nil):
 		return false, nil

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // batcher pipelines the Redis calls of concurrent requests: a worker takes
@@ -27,6 +28,7 @@ type batcher struct {
 }
 
 type batchOp struct {
+	ctx   context.Context // the caller's, for its trace (pipelineContext)
 	calls []scriptCall
 	out   []redis.Cmder // set before done is sent on
 	done  chan error
@@ -70,7 +72,7 @@ func (b *batcher) work(queue <-chan *batchOp) {
 		}
 		// Requests' own contexts may end while the pipeline runs; the
 		// client's timeouts bound it.
-		out, _ := b.store.runPipelined(context.Background(), calls)
+		out, _ := b.store.runPipelined(pipelineContext(ops[0].ctx), calls)
 		i := 0
 		for _, op := range ops {
 			var err error
@@ -145,7 +147,7 @@ func refusal(refused bool, err error) error {
 // writes reports whether any of calls may write: every script is taken to.
 func writes(calls []scriptCall) bool {
 	for _, c := range calls {
-		if c.script != nil {
+		if c.script != nil || c.write {
 			return true
 		}
 	}
@@ -160,7 +162,7 @@ func (b *batcher) send(ctx context.Context, calls []scriptCall) ([]redis.Cmder, 
 		return nil, redis.ErrClosed
 	default:
 	}
-	op := &batchOp{calls: calls, done: make(chan error, 1)}
+	op := &batchOp{ctx: ctx, calls: calls, done: make(chan error, 1)}
 	queue := b.ops
 	if slices.ContainsFunc(calls, func(c scriptCall) bool { return durableScripts[c.script] }) {
 		queue = b.durable
@@ -180,4 +182,15 @@ func (b *batcher) send(ctx context.Context, calls []scriptCall) ([]redis.Cmder, 
 	case <-b.stop: // closed while waiting: workers may be gone
 		return nil, redis.ErrClosed
 	}
+}
+
+// pipelineContext is the context a batch's pipeline runs under: without
+// cancellation (see work), and carrying the first caller's span when it is
+// being traced, so that the Redis spans (redisotel) join that caller's
+// trace. Untraced, it is context.Background(): nothing is allocated.
+func pipelineContext(ctx context.Context) context.Context {
+	if !trace.SpanFromContext(ctx).IsRecording() {
+		return context.Background()
+	}
+	return trace.ContextWithSpan(context.Background(), trace.SpanFromContext(ctx))
 }

@@ -18,7 +18,7 @@ var (
 
 	//go:embed exchange_code.lua
 	exchangeCodeSrc    string
-	exchangeCodeScript = redis.NewScript(exchangeCodeSrc)
+	exchangeCodeScript = familyScript(exchangeCodeSrc)
 )
 
 // Errors of ExchangeCode besides ErrNotFound. None burns the code.
@@ -58,6 +58,8 @@ type CodeCheck struct {
 	// (BASE64URL(SHA256(verifier))), or "" when none was sent. It must
 	// equal the stored challenge: both empty, or both the same.
 	Challenge string
+	// JKT binds the family the exchange starts to a DPoP key ("" for none).
+	JKT string
 }
 
 // parseCode returns the family of a well-formed code and the code's hash;
@@ -116,7 +118,7 @@ func (s *Store) ExchangeCode(ctx context.Context, code string, check CodeCheck, 
 	token, tokenHash := newRefreshToken(fam)
 	res, err := s.run(ctx, exchangeCodeScript,
 		[]string{s.keys.code(fam, hash), s.keys.family(fam), s.keys.refresh(fam, tokenHash)},
-		check.ClientID, check.RedirectURI, check.Challenge, refreshTTL.Milliseconds()).Slice()
+		check.ClientID, check.RedirectURI, check.Challenge, refreshTTL.Milliseconds(), check.JKT).Slice()
 	if err != nil {
 		return AuthCode{}, IssuedRefresh{}, wrap("exchange authorization code", err)
 	}

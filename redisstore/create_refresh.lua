@@ -5,16 +5,12 @@
 --         the token's SHA-256)       ARGV[3] scope
 --                                    ARGV[4] auth_time (unix s)
 --                                    ARGV[5] lifetime (ms), for both keys
+--                                    ARGV[6] DPoP key thumbprint the family is bound to ("": none)
 --
 -- Returns 1 when created, 0 when the family id is already taken (the caller
 -- made a colliding id: nothing is written).
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
-local now = redis.call('TIME')
-redis.call('HSET', KEYS[1], 'user', ARGV[1], 'client', ARGV[2], 'scope', ARGV[3],
-  'auth_time', ARGV[4], 'created', now[1], 'revoked', '0')
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-redis.call('HSET', KEYS[2], 'state', 'active')
-redis.call('PEXPIRE', KEYS[2], ARGV[5])
+start_family(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]) -- family.lua
 return 1

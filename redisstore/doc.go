@@ -37,7 +37,8 @@
 //	                                     token (rotation extends it)        RevokeRefresh, RevokeFamily,
 //	                                                                        ExchangeCode
 //	  fields: user, client, scope, auth_time (unix s), created (unix s), revoked ("0"/"1"),
-//	  gen (rotations so far; missing = 0)
+//	  gen (rotations so far; missing = 0), jkt (DPoP key thumbprint the family is bound to; missing
+//	  or "" = unbound)
 //	P:rt:{fam}:t:sha256(token)   HASH    the token's lifetime (kept after   CreateRefresh, RotateRefresh,
 //	                                     use, to detect reuse)              ExchangeCode
 //	  fields: state ("active"/"used"), used_at (unix ms, Redis clock), gen (the family's gen it was
@@ -75,12 +76,20 @@
 //	P:configured:{clients}               configured)
 //	  fields: id → "L<cutoff>" while configured (cutoff: 0, or, for an id that came back, the Unix
 //	  time it was removed: what was issued to it until then stays refused), "R<at>" once removed
+//	P:signing:{ring}             HASH    none (one key)                     SwapSigningRing
+//	  fields: version (replacements so far), doc (the signing keys as JSON, each private key
+//	  sealed with AES-256-GCM under the key-encryption key, which is never in Redis)
 //	P:ajti:{h(iss NUL jti)}      STRING  the client assertion's expiry      UseAssertionID
 //	  value: "1" while a foreign client assertion (issuer, jti) is unexpired: it is accepted once
+//	P:dpop:jti:{id}              STRING  twice the DPoP iat window, plus 1s DPoPProofCheck
+//	  value: "1"; id: base64url SHA-256 of a DPoP proof's key thumbprint and jti (seen once)
+//	P:dpop:nonce                 HASH    three nonce rotation periods       RotateDPoPNonce
+//	  fields: cur, prev (the fleet's DPoP nonces), at (unix ms of the last rotation, Redis clock)
 //
 // The scripts behind those methods: create_refresh.lua, rotate_refresh.lua,
 // revoke_refresh.lua, revoke_family.lua, create_code.lua, exchange_code.lua,
-// throttle_take.lua, throttle_forgive.lua, apitoken_*.lua, m2m_*.lua.
+// throttle_take.lua, throttle_forgive.lua, apitoken_*.lua, m2m_*.lua,
+// signing_swap.lua.
 //
 // A refresh token is "<fam>.<secret>" (secret: 256 random bits, base64url):
 // the family id in the token is what lets a token's key and its family's key
@@ -104,7 +113,7 @@
 //   - P:m2m:{h(owner)}:idx and :bl grow with one owner's live M2M tokens
 //     (MaxM2MPerOwner caps them). Creation costs O(log n) in them (ZCOUNT,
 //     ZADD); GetTokens {} and DeleteTokens {} walk the index with ZSCAN,
-//     500 ids a step, DeleteTokens one script per step, so neither tokend's
+//     500 ids a step, DeleteTokens one script per 100 ids, so neither tokend's
 //     memory nor any one Redis command grows with the owner's size; only the
 //     number of steps does.
 //   - All of one owner's M2M keys share the owner's hash tag, so on a

@@ -102,6 +102,7 @@ var durableScripts = map[*redis.Script]bool{
 	m2mDeleteScript:      true,
 	apiTokenDeleteScript: true,
 	principalsSyncScript: true,
+	signingSwapScript:    true,
 }
 
 // durableSet is the commands of one pipeline that need replicas' WAIT,

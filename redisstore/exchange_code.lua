@@ -7,6 +7,8 @@
 --         token's SHA-256)                             ("" when none was sent)
 --                                              ARGV[4] refresh token lifetime (ms), for
 --                                                      KEYS[2] and KEYS[3]
+--                                              ARGV[5] DPoP key thumbprint the family is
+--                                                      bound to ("" when none)
 --
 -- The three keys share the family's hash tag (the code is "<fam>.<secret>"),
 -- so one script on one slot does what an exchange writes: there is no moment
@@ -50,10 +52,5 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
   return {-5}
 end
 redis.call('HSET', KEYS[1], 'used', '1')
-local now = redis.call('TIME')
-redis.call('HSET', KEYS[2], 'user', c[1], 'client', c[2], 'scope', c[4],
-  'auth_time', c[6], 'created', now[1], 'revoked', '0')
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
-redis.call('HSET', KEYS[3], 'state', 'active')
-redis.call('PEXPIRE', KEYS[3], ARGV[4])
+start_family(KEYS[2], KEYS[3], c[1], c[2], c[4], c[6], ARGV[4], ARGV[5]) -- family.lua
 return {1, c[1], c[4], c[6], c[8]}

@@ -46,6 +46,15 @@ func (k keys) limit(tag, name string) string {
 	return k.prefix + ":limit:{" + digest(tag) + "}:" + digest(name)
 }
 
+// dpopProof: STRING "1", the replay record of a DPoP proof, named by the base64url SHA-256 of its
+// key's thumbprint and its jti (dpop.Proof.ReplayID). TTL: as long as the proof's iat is
+// accepted. Written by DPoPProofCheck (SET NX PX).
+func (k keys) dpopProof(id string) string { return k.prefix + ":dpop:jti:{" + id + "}" }
+
+// dpopNonce: HASH cur, prev (the fleet's current and previous DPoP nonce), at (unix ms of the last
+// rotation). TTL: three rotation periods. Written by dpop_nonce.lua.
+func (k keys) dpopNonce() string { return k.prefix + ":dpop:nonce" }
+
 // apiToken: HASH owner, name, secret_hash (hex SHA-256), created (unix s),
 // expires (unix s, 0 = never), last_used (unix s, 0 = never).
 // TTL: until expires; none for tokens without expiry (removed by
@@ -83,10 +92,9 @@ func (k keys) m2mIndexOf(ownerDigest string) string {
 	return k.prefix + ":m2m:{" + ownerDigest + "}:idx"
 }
 
-// m2mBlacklist: SET of the owner's blacklisted token ids. No TTL: entries
-// are removed with the index entry once the token has expired.
-func (k keys) m2mBlacklist(owner string) string { return k.m2mBlacklistOf(digest(owner)) }
-
+// m2mBlacklistOf: SET of the owner's blacklisted token ids, named by the
+// owner's digest. No TTL: entries are removed with the index entry once the
+// token has expired.
 func (k keys) m2mBlacklistOf(ownerDigest string) string {
 	return k.prefix + ":m2m:{" + ownerDigest + "}:bl"
 }
@@ -124,3 +132,8 @@ func digest(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:16])
 }
+
+// signingRing: HASH version (replacements so far), doc (the signing-key
+// ring as JSON, private keys sealed under a key-encryption key Redis never
+// sees). No TTL: one key. Written by signing_swap.lua (SwapSigningRing).
+func (k keys) signingRing() string { return k.prefix + ":signing:{ring}" }

@@ -58,7 +58,7 @@ func (s *Store) LimitTake(ctx context.Context, window time.Duration, groups ...L
 		}
 		calls[i] = scriptCall{script: limitTakeScript, keys: s.limitKeys(g), args: args}
 	}
-	cmds, err := s.runPipelined(ctx, calls)
+	cmds, err := s.batch.run(ctx, calls...)
 	if err != nil {
 		return nil, wrap("rate limit", err)
 	}
@@ -80,6 +80,6 @@ func (s *Store) LimitForgive(ctx context.Context, groups ...LimitGroup) error {
 	for i, g := range groups {
 		calls[i] = scriptCall{script: limitForgiveScript, keys: s.limitKeys(g)}
 	}
-	_, err := s.runPipelined(ctx, calls)
+	_, err := s.batch.run(ctx, calls...)
 	return wrap("rate limit forgive", err)
 }

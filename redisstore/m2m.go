@@ -134,17 +134,7 @@ func (s *Store) GetM2MTokens(ctx context.Context, gate Gate, owner string, ids [
 // appears once or, rarely, twice. The reads go behind gate (see
 // GetM2MTokens).
 func (s *Store) ListM2MTokens(ctx context.Context, gate Gate, owner string, f func([]M2MToken) error) error {
-	idx := s.keys.m2mIndex(owner)
-	var cursor uint64
-	for {
-		pairs, next, err := s.rdb.ZScan(ctx, idx, cursor, "", m2mBatch).Result()
-		if err != nil {
-			return wrap("list M2M tokens", err)
-		}
-		ids := make([]string, 0, len(pairs)/2)
-		for i := 0; i < len(pairs); i += 2 {
-			ids = append(ids, pairs[i])
-		}
+	return s.walkSortedSet(ctx, "list M2M tokens", s.keys.m2mIndex(owner), m2mBatch, func(ids []string) error {
 		for len(ids) > 0 { // COUNT is a hint: a step may return a few more
 			n := min(len(ids), m2mBatch)
 			batch, err := s.m2mRecords(ctx, gate, owner, ids[:n])
@@ -158,11 +148,8 @@ func (s *Store) ListM2MTokens(ctx context.Context, gate Gate, owner string, f fu
 			}
 			ids = ids[n:]
 		}
-		if next == 0 {
-			return nil
-		}
-		cursor = next
-	}
+		return nil
+	})
 }
 
 // m2mRecords reads the records of ids in one pipeline behind gate, leaving
@@ -259,24 +246,8 @@ func (s *Store) DeleteM2MTokens(ctx context.Context, owner string, ids []string)
 		}
 		return blacklisted, deleted, runAll(valid)
 	}
-	var cursor uint64
-	for {
-		pairs, next, err := s.rdb.ZScan(ctx, s.keys.m2mIndexOf(d), cursor, "", m2mBatch).Result()
-		if err != nil {
-			return blacklisted, deleted, wrap("delete M2M tokens", err)
-		}
-		batch := make([]string, 0, len(pairs)/2)
-		for i := 0; i < len(pairs); i += 2 {
-			batch = append(batch, pairs[i])
-		}
-		if err := runAll(batch); err != nil {
-			return blacklisted, deleted, err
-		}
-		if next == 0 {
-			return blacklisted, deleted, nil
-		}
-		cursor = next
-	}
+	err = s.walkSortedSet(ctx, "delete M2M tokens", s.keys.m2mIndexOf(d), m2mBatch, runAll)
+	return blacklisted, deleted, err
 }
 
 // SweepM2M removes the index and blacklist entries of expired M2M tokens
@@ -289,20 +260,23 @@ func (s *Store) DeleteM2MTokens(ctx context.Context, owner string, ids []string)
 // removed.
 func (s *Store) SweepM2M(ctx context.Context) (int64, error) {
 	if err := s.migrateM2MOwners(ctx); err != nil {
-		return 0, wrap("sweep M2M tokens", err)
+		return 0, err
 	}
 	due := s.keys.m2mDue()
 	var removed int64
-	t, err := s.rdb.Time(ctx).Result() // Redis' clock, as the scripts read it
+	t, err := do(ctx, s, func(p redis.Pipeliner) *redis.TimeCmd { return p.Time(ctx) }) // Redis' clock, as the scripts read it
 	if err != nil {
 		return 0, wrap("sweep M2M tokens", err)
 	}
-	now := strconv.FormatInt(t.Unix(), 10)
+	now := strconv.FormatInt(t.Val().Unix(), 10)
 	for {
-		owners, err := s.rdb.ZRangeByScoreWithScores(ctx, due, &redis.ZRangeBy{Min: "-inf", Max: now, Count: m2mBatch}).Result()
+		round, err := do(ctx, s, func(p redis.Pipeliner) *redis.ZSliceCmd {
+			return p.ZRangeByScoreWithScores(ctx, due, &redis.ZRangeBy{Min: "-inf", Max: now, Count: m2mBatch})
+		})
 		if err != nil {
 			return removed, wrap("sweep M2M tokens", err)
 		}
+		owners := round.Val()
 		if len(owners) == 0 {
 			return removed, nil
 		}
@@ -312,38 +286,43 @@ func (s *Store) SweepM2M(ctx context.Context) (int64, error) {
 		// needed: an index entry past its expiry is only ever removed
 		// (ZREM and SREM are idempotent), and a new one always expires
 		// later.
-		found := make([]*redis.StringSliceCmd, len(owners))
-		if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, o := range owners {
-				found[i] = p.ZRangeByScore(ctx, s.keys.m2mIndexOf(o.Member.(string)), &redis.ZRangeBy{Min: "-inf", Max: now, Count: m2mSweepBatch})
-			}
-			return nil
-		}); err != nil {
+		reads := make([]scriptCall, len(owners))
+		for i, o := range owners {
+			idx := s.keys.m2mIndexOf(o.Member.(string))
+			reads[i] = command(func(p redis.Pipeliner) redis.Cmder {
+				return p.ZRangeByScore(ctx, idx, &redis.ZRangeBy{Min: "-inf", Max: now, Count: m2mSweepBatch})
+			})
+		}
+		found, err := s.batch.run(ctx, reads...)
+		if err != nil {
 			return removed, wrap("sweep M2M tokens", err)
 		}
-		firsts := make([]*redis.ZSliceCmd, len(owners))
-		if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, o := range owners {
-				d := o.Member.(string)
-				if ids := found[i].Val(); len(ids) > 0 {
-					members := make([]any, len(ids))
-					for j, id := range ids {
-						members[j] = id
-					}
-					p.ZRem(ctx, s.keys.m2mIndexOf(d), members...)
-					p.SRem(ctx, s.keys.m2mBlacklistOf(d), members...)
-					removed += int64(len(ids))
+		var writes []scriptCall
+		firstAt := make([]int, len(owners)) // owner i's ZRANGE in writes
+		for i, o := range owners {
+			d := o.Member.(string)
+			idx, bl := s.keys.m2mIndexOf(d), s.keys.m2mBlacklistOf(d)
+			if ids := found[i].(*redis.StringSliceCmd).Val(); len(ids) > 0 {
+				members := make([]any, len(ids))
+				for j, id := range ids {
+					members[j] = id
 				}
-				firsts[i] = p.ZRangeWithScores(ctx, s.keys.m2mIndexOf(d), 0, 0)
+				writes = append(writes,
+					writeCommand(func(p redis.Pipeliner) redis.Cmder { return p.ZRem(ctx, idx, members...) }),
+					writeCommand(func(p redis.Pipeliner) redis.Cmder { return p.SRem(ctx, bl, members...) }))
+				removed += int64(len(ids))
 			}
-			return nil
-		}); err != nil {
+			firstAt[i] = len(writes)
+			writes = append(writes, command(func(p redis.Pipeliner) redis.Cmder { return p.ZRangeWithScores(ctx, idx, 0, 0) }))
+		}
+		res, err := s.batch.run(ctx, writes...)
+		if err != nil {
 			return removed, wrap("sweep M2M tokens", err)
 		}
 		args := make([]any, 0, 3*len(owners))
 		for i, o := range owners {
 			next := ""
-			if z := firsts[i].Val(); len(z) > 0 {
+			if z := res[firstAt[i]].(*redis.ZSliceCmd).Val(); len(z) > 0 {
 				next = strconv.FormatFloat(z[0].Score, 'f', -1, 64)
 			}
 			args = append(args, o.Member, strconv.FormatFloat(o.Score, 'f', -1, 64), next)
@@ -351,25 +330,29 @@ func (s *Store) SweepM2M(ctx context.Context) (int64, error) {
 		var gone []string
 		for len(args) > 0 {
 			n := min(len(args), 3*m2mDueBatch)
-			g, err := m2mDueScript.Run(ctx, s.rdb, []string{due}, args[:n]...).StringSlice()
+			g, err := s.run(ctx, m2mDueScript, []string{due}, args[:n]...).StringSlice()
 			if err != nil {
 				return removed, wrap("sweep M2M tokens", err)
 			}
 			gone, args = append(gone, g...), args[n:]
 		}
 		if len(gone) > 0 {
-			firsts := make([]*redis.ZSliceCmd, len(gone))
-			pipe := s.rdb.Pipeline()
+			// A token created between the round's reads and m2m_due.lua
+			// may have been indexed after its owner left the schedule:
+			// put such owners back.
+			reads := make([]scriptCall, len(gone))
 			for i, d := range gone {
-				firsts[i] = pipe.ZRangeWithScores(ctx, s.keys.m2mIndexOf(d), 0, 0)
+				idx := s.keys.m2mIndexOf(d)
+				reads[i] = command(func(p redis.Pipeliner) redis.Cmder { return p.ZRangeWithScores(ctx, idx, 0, 0) })
 			}
-			if _, err := pipe.Exec(ctx); err != nil {
+			firsts, err := s.batch.run(ctx, reads...)
+			if err != nil {
 				return removed, wrap("sweep M2M tokens", err)
 			}
 			for i, c := range firsts {
-				if z := c.Val(); len(z) > 0 {
+				if z := c.(*redis.ZSliceCmd).Val(); len(z) > 0 {
 					score := strconv.FormatFloat(z[0].Score, 'f', -1, 64)
-					if err := m2mOwnerScript.Run(ctx, s.rdb, []string{due}, gone[i], score).Err(); err != nil {
+					if err := s.run(ctx, m2mOwnerScript, []string{due}, gone[i], score).Err(); err != nil {
 						return removed, wrap("sweep M2M tokens", err)
 					}
 				}
@@ -381,26 +364,27 @@ func (s *Store) SweepM2M(ctx context.Context) (int64, error) {
 // migrateM2MOwners moves the owners of the SET an older tokend kept for the
 // sweep (m2mOwners) into the schedule, due at once, and deletes the SET.
 func (s *Store) migrateM2MOwners(ctx context.Context) error {
+	const op = "sweep M2M tokens"
 	old, due := s.keys.m2mOwners(), s.keys.m2mDue()
-	if n, err := s.rdb.Exists(ctx, old).Result(); err != nil || n == 0 {
-		return err
+	if n, err := do(ctx, s, func(p redis.Pipeliner) *redis.IntCmd { return p.Exists(ctx, old) }); err != nil {
+		return wrap(op, err)
+	} else if n.Val() == 0 {
+		return nil
 	}
-	var cursor uint64
-	for {
-		digests, next, err := s.rdb.SScan(ctx, old, cursor, "", m2mBatch).Result()
-		if err != nil {
-			return err
-		}
+	if err := s.walkSet(ctx, op, old, m2mBatch, func(digests []string) error {
 		for _, d := range digests {
-			if err := m2mOwnerScript.Run(ctx, s.rdb, []string{due}, d, "0").Err(); err != nil {
-				return err
+			if err := s.run(ctx, m2mOwnerScript, []string{due}, d, "0").Err(); err != nil {
+				return wrap(op, err)
 			}
 		}
-		if next == 0 {
-			return s.rdb.Del(ctx, old).Err()
-		}
-		cursor = next
+		return nil
+	}); err != nil {
+		return err
 	}
+	if _, err := doWrite(ctx, s, func(p redis.Pipeliner) *redis.IntCmd { return p.Del(ctx, old) }); err != nil {
+		return wrap(op, err)
+	}
+	return nil
 }
 
 // stringList reads a JSON array of strings as CreateM2MToken stores it

@@ -23,6 +23,9 @@ type Session struct {
 	Scope    string // space-separated
 	AuthTime int64  // unix seconds of the original login
 	Created  int64  // unix seconds the family was created (set by RotateRefresh)
+	// JKT is the thumbprint of the DPoP key the family is bound to ("" for none): its refresh
+	// tokens are good only with a proof of that key.
+	JKT string
 }
 
 // Rotation is how RotateRefresh rotates.
@@ -44,10 +47,20 @@ type IssuedRefresh struct {
 	ExpiresAt time.Time
 }
 
+// familyLua is the fragment that writes a new refresh-token family
+// (family.lua): the one place its layout is written.
+//
+//go:embed family.lua
+var familyLua string
+
+// familyScript is a script that starts families: src with family.lua's
+// start_family defined before it.
+func familyScript(src string) *redis.Script { return redis.NewScript(familyLua + src) }
+
 var (
 	//go:embed create_refresh.lua
 	createRefreshSrc    string
-	createRefreshScript = redis.NewScript(createRefreshSrc)
+	createRefreshScript = familyScript(createRefreshSrc)
 
 	//go:embed rotate_refresh.lua
 	rotateRefreshSrc    string
@@ -121,7 +134,7 @@ func (s *Store) CreateRefresh(ctx context.Context, sess Session, ttl time.Durati
 	fam := NewFamilyID()
 	token, hash := newRefreshToken(fam)
 	n, err := s.run(ctx, createRefreshScript, []string{s.keys.family(fam), s.keys.refresh(fam, hash)},
-		sess.UserID, sess.ClientID, sess.Scope, sess.AuthTime, ttl.Milliseconds()).Int()
+		sess.UserID, sess.ClientID, sess.Scope, sess.AuthTime, ttl.Milliseconds(), sess.JKT).Int()
 	if err != nil {
 		return IssuedRefresh{}, wrap("create refresh token", err)
 	}
@@ -173,6 +186,9 @@ func (s *Store) RotateRefresh(ctx context.Context, token string, r Rotation) (Is
 	if len(res) >= 6 {
 		created, _ := res[5].(string)
 		sess.Created, _ = strconv.ParseInt(created, 10, 64)
+	}
+	if len(res) >= 7 {
+		sess.JKT, _ = res[6].(string)
 	}
 	switch code {
 	case 1:
@@ -233,6 +249,9 @@ func (s *Store) RefreshClient(ctx context.Context, token string) (string, error)
 	if !ok {
 		return "", ErrNotFound
 	}
-	client, err := s.rdb.HGet(ctx, s.keys.family(fam), "client").Result()
-	return client, wrap("read refresh family", err)
+	client, err := do(ctx, s, func(p redis.Pipeliner) *redis.StringCmd { return p.HGet(ctx, s.keys.family(fam), "client") })
+	if err != nil {
+		return "", wrap("read refresh family", err)
+	}
+	return client.Val(), nil
 }

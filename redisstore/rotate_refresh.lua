@@ -24,13 +24,13 @@
 -- live longer, before the limit was lowered, is cut too), and a token
 -- presented after it is unknown (-1).
 --
--- Returns {code, user, client, scope, auth_time, created}, code being:
+-- Returns {code, user, client, scope, auth_time, created, jkt}, code being:
 --    1  rotated: KEYS[3] stored; the family lives at least as long as it
 --   -1  unknown or expired token or family, or the session is over (only {code})
 --   -2  the family is revoked
 --   -3  reuse (consumed token outside the window or replayed too often, or a
 --       dead sibling): the family is now revoked
-local fam = redis.call('HMGET', KEYS[1], 'revoked', 'user', 'client', 'scope', 'auth_time', 'created', 'gen')
+local fam = redis.call('HMGET', KEYS[1], 'revoked', 'user', 'client', 'scope', 'auth_time', 'created', 'gen', 'jkt')
 if not fam[2] then
   return {-1}
 end
@@ -38,7 +38,7 @@ local tok = redis.call('HMGET', KEYS[2], 'state', 'used_at', 'gen', 'replays')
 if not tok[1] then
   return {-1}
 end
-local info = {fam[2], fam[3], fam[4], fam[5], fam[6]}
+local info = {fam[2], fam[3], fam[4], fam[5], fam[6], fam[8] or ''}
 if fam[1] == '1' then
   return {-2, unpack(info)}
 end

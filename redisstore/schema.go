@@ -21,7 +21,7 @@ func (s Schema) APIToken(id string) string            { return s.k.apiToken(id) 
 func (s Schema) APITokenOwner(owner string) string    { return s.k.apiTokenOwner(owner) }
 func (s Schema) M2MToken(owner, id string) string     { return s.k.m2mToken(owner, id) }
 func (s Schema) M2MIndex(owner string) string         { return s.k.m2mIndex(owner) }
-func (s Schema) M2MBlacklist(owner string) string     { return s.k.m2mBlacklist(owner) }
+func (s Schema) M2MBlacklist(owner string) string     { return s.k.m2mBlacklistOf(digest(owner)) }
 func (s Schema) M2MDue() string                       { return s.k.m2mDue() }
 func (s Schema) Digest(owner string) string           { return digest(owner) }
 

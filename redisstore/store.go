@@ -34,6 +34,8 @@ var (
 	// CLUSTERDOWN, a context deadline while talking to Redis): the caller
 	// may retry later. Other errors are wrapped with context only.
 	ErrUnavailable = errors.New("redisstore: redis unavailable")
+	// ErrConflict: a compare-and-set lost to a concurrent writer; read again.
+	ErrConflict = errors.New("redisstore: changed concurrently")
 )
 
 // IsUnavailable reports whether err means Redis could not be reached
@@ -291,22 +293,13 @@ func parseClusterURL(scheme, rest string) (*redis.ClusterOptions, error) {
 	if path != "" {
 		return nil, errors.New("invalid cluster URL: Redis Cluster has no databases; drop the /path")
 	}
-	userinfo, hosts, hasUser := strings.Cut(authority, "@")
-	if !hasUser {
-		userinfo, hosts = "", authority
+	userinfo, addrs, hasUser, err := splitHosts("cluster", authority)
+	if err != nil {
+		return nil, err
 	}
-	if hosts == "" {
-		return nil, errors.New("invalid cluster URL: no hosts")
-	}
-	addrs := strings.Split(hosts, ",")
 	q, err := url.ParseQuery(query)
 	if err != nil {
 		return nil, fmt.Errorf("invalid cluster URL query: %w", err)
-	}
-	for _, a := range addrs {
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			return nil, fmt.Errorf("invalid cluster URL: host %q: want host:port", a)
-		}
 	}
 	for _, a := range addrs[1:] {
 		q.Add("addr", a)
@@ -340,18 +333,9 @@ func parseSentinelURL(scheme, rest string) (*redis.FailoverOptions, error) {
 	if strings.Contains(db, "/") {
 		return nil, errors.New("invalid sentinel URL: want /master-name[/db]")
 	}
-	userinfo, hosts, hasUser := strings.Cut(authority, "@")
-	if !hasUser {
-		userinfo, hosts = "", authority
-	}
-	if hosts == "" {
-		return nil, errors.New("invalid sentinel URL: no hosts")
-	}
-	addrs := strings.Split(hosts, ",")
-	for _, a := range addrs {
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			return nil, fmt.Errorf("invalid sentinel URL: host %q: want host:port", a)
-		}
+	userinfo, addrs, hasUser, err := splitHosts("sentinel", authority)
+	if err != nil {
+		return nil, err
 	}
 	q, err := url.ParseQuery(query)
 	if err != nil {
@@ -389,6 +373,25 @@ func parseSentinelURL(scheme, rest string) (*redis.FailoverOptions, error) {
 	}
 	o.SentinelUsername, o.SentinelPassword = sentinelUser, sentinelPass
 	return o, nil
+}
+
+// splitHosts splits the authority of a kind ("cluster", "sentinel") of URL
+// with several hosts, "[userinfo@]h1:p1,h2:p2", checking each host:port.
+func splitHosts(kind, authority string) (userinfo string, addrs []string, hasUser bool, err error) {
+	userinfo, hosts, hasUser := strings.Cut(authority, "@")
+	if !hasUser {
+		userinfo, hosts = "", authority
+	}
+	if hosts == "" {
+		return "", nil, false, fmt.Errorf("invalid %s URL: no hosts", kind)
+	}
+	addrs = strings.Split(hosts, ",")
+	for _, a := range addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return "", nil, false, fmt.Errorf("invalid %s URL: host %q: want host:port", kind, a)
+		}
+	}
+	return userinfo, addrs, hasUser, nil
 }
 
 // redactURLError drops the URL (which may hold a password) from url errors.
@@ -447,12 +450,19 @@ type scriptCall struct {
 	keys   []string
 	args   []any
 	cmd    func(p redis.Pipeliner) redis.Cmder
+	write  bool // cmd writes (scripts are always taken to)
 }
 
 // command is a scriptCall for a plain read-only command (HGET, SISMEMBER,
 // HGETALL...): the batcher lets prechecks ride along with it (see Precheck),
 // which a command that writes must not allow.
 func command(queue func(p redis.Pipeliner) redis.Cmder) scriptCall { return scriptCall{cmd: queue} }
+
+// writeCommand is a scriptCall for a plain command that writes (one atomic
+// command needs no script): it is sent only after every precheck passed.
+func writeCommand(queue func(p redis.Pipeliner) redis.Cmder) scriptCall {
+	return scriptCall{cmd: queue, write: true}
+}
 
 // runPipelined runs calls in one pipeline (on Cluster, one per node), for
 // scripts whose keys live in different slots. Like Script.Run, it sends
@@ -507,12 +517,21 @@ func (s *Store) runPipelined(ctx context.Context, calls []scriptCall) ([]redis.C
 	return out, nil
 }
 
-// do runs one plain command through the batcher, sharing a pipeline with
-// other requests' calls, and returns it with its own type: the drop-in for
-// s.rdb.HGet(ctx, ...) and the like. The error is the command's, or why it
-// got no answer (then the command is the zero C).
+// do runs one plain read-only command through the batcher, sharing a
+// pipeline with other requests' calls, and returns it with its own type:
+// the drop-in for s.rdb.HGet(ctx, ...) and the like. The error is the
+// command's, or why it got no answer (then the command is the zero C).
 func do[C redis.Cmder](ctx context.Context, s *Store, queue func(p redis.Pipeliner) C) (C, error) {
-	out, err := s.batch.run(ctx, command(func(p redis.Pipeliner) redis.Cmder { return queue(p) }))
+	return one[C](ctx, s, command(func(p redis.Pipeliner) redis.Cmder { return queue(p) }))
+}
+
+// doWrite is do for one plain command that writes (SET NX, ZREM...).
+func doWrite[C redis.Cmder](ctx context.Context, s *Store, queue func(p redis.Pipeliner) C) (C, error) {
+	return one[C](ctx, s, writeCommand(func(p redis.Pipeliner) redis.Cmder { return queue(p) }))
+}
+
+func one[C redis.Cmder](ctx context.Context, s *Store, call scriptCall) (C, error) {
+	out, err := s.batch.run(ctx, call)
 	if len(out) != 1 {
 		var none C
 		return none, err

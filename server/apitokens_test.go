@@ -342,3 +342,24 @@ func TestCompressionOnlyForLargeResponses(t *testing.T) {
 		t.Fatalf("a list of 13 tokens was sent with Content-Encoding %q (%d bytes): want gzip", enc, n)
 	}
 }
+
+// TestAPITokenQuota: a user at tokens.max_api_tokens_per_owner gets
+// resource_exhausted; another user is served.
+func TestAPITokenQuota(t *testing.T) {
+	ts := start(t, "", func(c *config.Config) { withBob(c); c.Tokens.MaxAPITokensPerOwner = 2 })
+	ctx := context.Background()
+	alice := apiClient(ts, accessToken(t, ts, "alice"))
+	for i := range 2 {
+		if _, err := alice.CreateToken(ctx, connect.NewRequest(&tsv1.CreateTokenRequest{Name: fmt.Sprint(i)})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := alice.CreateToken(ctx, connect.NewRequest(&tsv1.CreateTokenRequest{Name: "one too many"}))
+	if connect.CodeOf(err) != connect.CodeResourceExhausted {
+		t.Fatalf("third token: %v, want resource_exhausted", err)
+	}
+	bob := apiClient(ts, accessToken(t, ts, "bob"))
+	if _, err := bob.CreateToken(ctx, connect.NewRequest(&tsv1.CreateTokenRequest{Name: "bob's"})); err != nil {
+		t.Errorf("another user: %v", err)
+	}
+}

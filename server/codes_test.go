@@ -442,7 +442,7 @@ func TestCodeRedisDown(t *testing.T) {
 // TestDevConfigCodeClient runs the code flow with the demo user and code
 // client that `go run .` prints.
 func TestDevConfigCodeClient(t *testing.T) {
-	dev, cred, err := server.DevConfig()
+	dev, cred, err := server.DevConfig(nil)
 	if err != nil {
 		t.Fatal(err)
 	}

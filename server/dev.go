@@ -23,9 +23,11 @@ type DevCredentials struct {
 
 // DevConfig is the configuration `go run .` starts with: defaults, embedded
 // Redis, a generated signing key, and a demo user and clients with fresh
-// random secrets.
-func DevConfig() (*config.Config, DevCredentials, error) {
+// random secrets. The environment overrides (config.ApplyEnv, read through
+// getenv) apply as they do to a file.
+func DevConfig(getenv func(string) string) (*config.Config, DevCredentials, error) {
 	cfg := config.Default()
+	config.ApplyEnv(&cfg, getenv)
 	cfg.Log.Format = "text"
 	cfg.CORS.AllowedOrigins = []string{"http://localhost:5173", "http://127.0.0.1:5173"}
 	cred := DevCredentials{

@@ -26,9 +26,6 @@ const (
 	// idListBodyLimit bounds GetTokens and DeleteTokens, whose id_filter
 	// names up to 1000 token ids.
 	idListBodyLimit = 128 << 10
-	// maxMessageBytes is the largest decoded (and decompressed) message any
-	// procedure accepts: the largest body limit.
-	maxMessageBytes = idListBodyLimit
 	// envelopeBytes is the prefix gRPC and gRPC-Web put before a message.
 	envelopeBytes = 5
 )
@@ -146,11 +143,12 @@ func (e *bodyError) Error() string { return e.msg }
 func (e *bodyError) Unwrap() error { return e.cause }
 
 // cappedGzip is the gzip decompressor Connect uses for requests: it stops
-// with an error after maxMessageBytes+1 bytes instead of inflating a
-// compressed "bomb" in full (Connect itself reads on to the end to report
-// the size).
+// with an error after max+1 bytes (the procedure's message limit) instead
+// of inflating a compressed "bomb" in full (Connect itself reads on to the
+// end to report the size).
 type cappedGzip struct {
 	zr   gzip.Reader
+	max  int64
 	left int64
 }
 
@@ -169,27 +167,28 @@ func (g *cappedGzip) Read(p []byte) (int, error) {
 }
 
 func (g *cappedGzip) Reset(r io.Reader) error {
-	g.left = maxMessageBytes + 1
+	g.left = g.max + 1
 	return g.zr.Reset(r)
 }
 
 func (g *cappedGzip) Close() error { return g.zr.Close() }
 
 // withCappedGzip replaces Connect's gzip with one whose decompression stops
-// at the limit (responses are compressed as before).
-func withCappedGzip() connect.HandlerOption {
+// after max bytes (responses are compressed as before).
+func withCappedGzip(max int64) connect.HandlerOption {
 	return connect.WithCompression("gzip",
-		func() connect.Decompressor { return &cappedGzip{} },
+		func() connect.Decompressor { return &cappedGzip{max: max} },
 		func() connect.Compressor { return gzip.NewWriter(io.Discard) })
 }
 
-// limitOptions are the Connect options every handler gets: no decoded
-// message larger than the largest body limit, and gzip that stops there.
-func (s *Server) limitOptions() []connect.HandlerOption {
-	return []connect.HandlerOption{
-		connect.WithReadMaxBytes(int(min(maxMessageBytes, s.cfg.Limits.MaxRequestBytes))),
-		withCappedGzip(),
-	}
+// limitOptions are the Connect options of a handler whose largest message
+// is limit bytes (defaultBodyLimit or one of bodyLimits, capped by
+// limits.max_request_bytes): no decoded message larger, and gzip that stops
+// there, so that a compressed bomb costs the inflation of one legitimate
+// message at most.
+func (s *Server) limitOptions(limit int64) []connect.HandlerOption {
+	limit = min(limit, s.cfg.Limits.MaxRequestBytes)
+	return []connect.HandlerOption{connect.WithReadMaxBytes(int(limit)), withCappedGzip(limit)}
 }
 
 // clientLimit is how client authentications are throttled: every replica

@@ -66,13 +66,13 @@ func TestCappedGzipStopsAtTheLimit(t *testing.T) {
 	_ = zw.Close()
 
 	src := &countingReader{r: bytes.NewReader(bomb.Bytes())}
-	g := &cappedGzip{}
+	g := &cappedGzip{max: idListBodyLimit}
 	if err := g.Reset(src); err != nil {
 		t.Fatal(err)
 	}
-	n, err := io.Copy(io.Discard, io.LimitReader(g, maxMessageBytes+1))
-	if err != nil || n != maxMessageBytes+1 {
-		t.Fatalf("read %d bytes (%v), want %d", n, err, maxMessageBytes+1)
+	n, err := io.Copy(io.Discard, io.LimitReader(g, idListBodyLimit+1))
+	if err != nil || n != idListBodyLimit+1 {
+		t.Fatalf("read %d bytes (%v), want %d", n, err, idListBodyLimit+1)
 	}
 	if rest, err := io.Copy(io.Discard, g); !errors.Is(err, errInflated) || rest != 0 {
 		t.Fatalf("after the limit: %d more bytes, err %v; want 0 and errInflated", rest, err)

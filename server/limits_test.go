@@ -21,6 +21,8 @@ import (
 
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/gen/auth/v1/authv1connect"
+	m2mpb "github.com/tokend/tokend/gen/m2moauthserver/pb"
+	"github.com/tokend/tokend/gen/m2moauthserver/pb/m2mpbconnect"
 	"github.com/tokend/tokend/tokens"
 )
 
@@ -231,4 +233,36 @@ func TestConfigurationWarningsLoggedAtStart(t *testing.T) {
 	if n := strings.Count(ts.logs.String(), "doubtful configuration: signing.key_files[0]: "+key+" is readable by group or others"); n != 1 {
 		t.Fatalf("warning logged %d times, want once:\n%s", n, ts.logs)
 	}
+}
+
+// TestMessageLimitsPerProcedure: each procedure accepts decoded messages up
+// to its own limit, compressed or not. A GetTokens id list of 1000 ids
+// (larger than the default limit) is served; a CreateToken message past
+// the default limit is refused even when its compressed body is small.
+func TestMessageLimitsPerProcedure(t *testing.T) {
+	ts := startM2M(t, "", nil)
+	tok, err := createM2M(ts, &m2mpb.CreateTokenRequest{ClientId: "svc", ClientSecret: m2mSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]string, 1000)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%040d", i)
+	}
+	hc := &http.Client{Transport: bearerTransport(tok.AccessToken)}
+	c := m2mpbconnect.NewM2MOAuthServiceClient(hc, ts.URL, connect.WithSendGzip())
+	stream, err := c.GetTokens(context.Background(), connect.NewRequest(&m2mpb.GetTokensRequest{IdFilter: ids}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for stream.Receive() {
+	}
+	if err := stream.Err(); err != nil {
+		t.Fatalf("GetTokens of 1000 ids, gzipped: %v", err)
+	}
+
+	big := &m2mpb.CreateTokenRequest{GrantType: "client_credentials", ClientId: "svc", ClientSecret: strings.Repeat("s", 16<<10+1)}
+	_, err = m2mpbconnect.NewM2MOAuthServiceClient(http.DefaultClient, ts.URL, connect.WithSendGzip()).
+		CreateToken(context.Background(), connect.NewRequest(big))
+	wantCode(t, err, connect.CodeResourceExhausted)
 }

@@ -6,7 +6,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/tokend/tokend/config"
 )
@@ -26,7 +29,15 @@ func NewLogger(c config.Log, w io.Writer) *slog.Logger {
 // Run serves cfg until ctx is done (SIGTERM/SIGINT in main), then shuts down
 // gracefully.
 func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	s, err := New(ctx, cfg, log)
+	// go-redis logs through one process-wide logger: set here, where the
+	// process is run, not in New, which tests call many times.
+	goredis.SetLogger(redisLogger{log})
+	opts, shutdown, err := tracerFromEnv(ctx, os.Getenv)
+	if err != nil {
+		return err
+	}
+	defer shutdown()
+	s, err := New(ctx, cfg, log, opts...)
 	if err != nil {
 		return err
 	}

@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -18,13 +20,14 @@ import (
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	goredis "github.com/redis/go-redis/v9"
 	"github.com/rs/cors"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tokend/tokend/authn"
 	"github.com/tokend/tokend/authz"
 	"github.com/tokend/tokend/clientaddr"
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/dpop"
 	"github.com/tokend/tokend/gen/auth/authpbconnect"
 	"github.com/tokend/tokend/gen/auth/v1/authv1connect"
 	"github.com/tokend/tokend/gen/m2moauthserver/pb/m2mpbconnect"
@@ -36,14 +39,6 @@ import (
 	"github.com/tokend/tokend/tokens"
 )
 
-// maxAPITokensPerOwner bounds how many API tokens one user may hold, so no
-// user can grow the store without bound.
-const maxAPITokensPerOwner = 100
-
-// compressMinBytes is the smallest response message tokend compresses for a
-// client that accepts compression.
-const compressMinBytes = 1024
-
 // Server is one tokend process: every service on one handler.
 type Server struct {
 	cfg     *config.Config
@@ -53,24 +48,22 @@ type Server struct {
 	metrics *metrics
 	users   *handlers.Users
 	clients *handlers.Clients
+	addrs   *clientaddr.Resolver // client addresses, behind trusted proxies or not
 	handler http.Handler
+	inner   http.Handler                    // the mux behind bearer checks, before CORS
+	corsed  atomic.Pointer[http.Handler]    // inner behind the current CORS origins (setCORS)
+	cert    atomic.Pointer[tls.Certificate] // the current TLS certificate (Reload)
+	tracer  trace.TracerProvider            // nil: tracing off
 	// background tasks that run while the server serves
 	background []func(ctx context.Context)
 }
 
 // New opens the store and signing keys named by cfg and builds the handler.
 // Close releases the store.
-func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, error) {
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 	for _, w := range cfg.Warnings() {
 		log.Warn("doubtful configuration: " + w)
 	}
-	keys, err := loadKeys(cfg, log)
-	if err != nil {
-		return nil, err
-	}
-	// go-redis reports dial failures on its own; route them into our log
-	// (at debug: every failing call already reports unavailable).
-	goredis.SetLogger(redisLogger{log})
 	replicas, err := redisstore.ParseReplicas(cfg.Redis.Durability.Replicas)
 	if err != nil {
 		return nil, fmt.Errorf("redis.durability.replicas: %w", err)
@@ -83,9 +76,21 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	if store.Embedded() {
 		log.Warn("no redis.url configured: using an embedded in-memory Redis; nothing is kept across restarts")
 	}
-	s := &Server{cfg: cfg, log: log, store: store, keys: keys, metrics: newMetrics()}
-	s.handler = noStore(clientaddr.New(cfg.TrustedPrefixes()).Wrap(
-		bounded(s.routes(), cfg.Limits.MaxRequestBytes, cfg.Limits.BodyTimeout.D())))
+	s := &Server{cfg: cfg, log: log, store: store, metrics: newMetrics()}
+	for _, o := range opts {
+		o(s)
+	}
+	if err := s.instrumentRedis(); err != nil {
+		store.Close()
+		return nil, err
+	}
+	if err := s.openKeys(ctx); err != nil {
+		store.Close()
+		return nil, err
+	}
+	s.addrs = clientaddr.New(cfg.TrustedPrefixes())
+	s.handler = s.traced(noStore(s.addrs.Wrap(
+		bounded(s.routes(), cfg.Limits.MaxRequestBytes, cfg.Limits.BodyTimeout.D()))))
 	rctx, cancel := context.WithTimeout(ctx, openRecordWait)
 	defer cancel()
 	if err := s.recordConfiguration(rctx); err != nil {
@@ -152,18 +157,14 @@ func every(ctx context.Context, d time.Duration, f func() bool) {
 	}
 }
 
-// Handler is the whole HTTP surface of the server.
-func (s *Server) Handler() http.Handler { return s.handler }
-
 // Store is the server's Redis store.
 func (s *Server) Store() *redisstore.Store { return s.store }
-
-// Keys is the server's signing key set.
-func (s *Server) Keys() *tokens.KeySet { return s.keys }
 
 // Close releases the store.
 func (s *Server) Close() error { return s.store.Close() }
 
+// redisLogger routes go-redis' own reports (dial failures) into the log,
+// at debug: every failing call already reports unavailable.
 type redisLogger struct{ log *slog.Logger }
 
 func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
@@ -199,34 +200,34 @@ func loadKeys(cfg *config.Config, log *slog.Logger) (*tokens.KeySet, error) {
 // request size limit.
 func (s *Server) routes() http.Handler {
 	cfg := s.cfg
-	minter := handlers.NewMinter(s.keys, cfg.Issuer)
+	minter := tokens.NewMinter(s.keys, cfg.Issuer)
 	users := handlers.NewUsers(cfg.Users)
 	// One verified-secret cache for every client authentication: only the
 	// first call with a secret pays the slow hash.
-	clients := handlers.NewClients(cfg.Clients, passhash.NewSecretCache(10000, 10*time.Minute))
+	clients := handlers.NewClients(cfg.Clients, passhash.NewSecretCache(secretCacheSize, secretCacheTTL))
 	clients.Limit(s.clientLimit())
 	s.users, s.clients = users, clients
-	policy := handlers.SessionPolicy{
+	sessions := handlers.NewSessions(s.store, minter, handlers.SessionPolicy{
 		AccessTTL:   cfg.Tokens.AccessTTL.D(),
 		RefreshTTL:  cfg.Tokens.RefreshTTL.D(),
 		ReuseGrace:  cfg.Tokens.RefreshReuseGrace.D(),
 		MaxLifetime: cfg.Tokens.SessionMaxLifetime.D(),
-		MaxFailures: cfg.LoginThrottle.MaxFailures,
-		Window:      cfg.LoginThrottle.Window.D(),
-		// a line of its own: the limits' one edit in this literal
+	})
+	authV1 := handlers.NewAuthV1(sessions, s.store, handlers.LoginPolicy{
+		MaxFailures:        cfg.LoginThrottle.MaxFailures,
 		MaxFailuresPerUser: cfg.LoginThrottle.MaxFailuresPerUser,
-	}
-	authV1 := handlers.NewAuthV1(s.store, s.store, users, clients, minter, policy, s.log)
+		Window:             cfg.LoginThrottle.Window.D(),
+	}, users, clients, s.log)
 	oauth := handlers.NewOAuth(cfg.Limits.MaxRequestBytes, s.log)
 	oauth.Handle("password", authV1.PasswordGrant(clients))
 	oauth.Handle("refresh_token", authV1.RefreshGrant())
-	codes := handlers.NewAuth(s.store, authV1, clients, users, cfg.Tokens.CodeTTL.D(), s.log)
+	codes := handlers.NewAuth(s.store, sessions, clients, users, cfg.Tokens.CodeTTL.D(), s.log)
 	oauth.Handle("authorization_code", codes.AuthorizationCodeGrant())
 	apiTokens := handlers.NewTokenService(s.store, users, minter, handlers.APITokenPolicy{
 		AccessTTL:   cfg.Tokens.AccessTTL.D(),
-		MaxPerOwner: maxAPITokensPerOwner,
+		MaxPerOwner: cfg.Tokens.MaxAPITokensPerOwner,
 	}, s.log)
-	s.background = append(s.background, func(ctx context.Context) { apiTokens.RecordUsage(ctx, 5*time.Second) })
+	s.background = append(s.background, func(ctx context.Context) { apiTokens.RecordUsage(ctx, usageFlushEvery) })
 	verifier := tokens.NewVerifier(s.keys, cfg.Issuer)
 	assertions := handlers.NewAssertions(verifier, cfg.Issuer, s.revoked, s.store, nil)
 	m2m := handlers.NewM2M(s.store, clients, assertions, minter, s.log)
@@ -235,26 +236,34 @@ func (s *Server) routes() http.Handler {
 	endpoints := handlers.NewTokenEndpoints(clients, verifier, s.revoked, s.store, cfg.Limits.MaxRequestBytes, s.log)
 
 	opts := []connect.HandlerOption{
-		connect.WithInterceptors(s.metrics.interceptor()),
+		// Metrics see the code the caller gets: the handlers' errors become
+		// that code in handlers.ErrorInterceptor, the innermost, panics
+		// included.
+		connect.WithInterceptors(s.interceptors()...),
 		connect.WithRecover(s.recoverPanic),
 		// Compress only what gzip pays for: a token response is a few hundred
-		// bytes of base64 that gzip barely shrinks, and compressing every
-		// one was 30% of a gRPC CreateToken's CPU (clients that accept gzip:
-		// grpc-go, ghz, browsers).
+		// bytes of base64 that gzip barely shrinks, at a large share of the
+		// call's CPU (clients that accept gzip: grpc-go, ghz, browsers).
 		connect.WithCompressMinBytes(compressMinBytes),
 	}
 	opts = append(opts, jsoncodec.HandlerOptions()...)
-	opts = append(opts, s.limitOptions()...)
+	small := append(slices.Clip(opts), s.limitOptions(defaultBodyLimit)...)
 
 	mux := http.NewServeMux()
 	services := []string{authv1connect.AuthServiceName, tokenservicev1alpha1connect.TokenServiceName}
-	mux.Handle(authv1connect.NewAuthServiceHandler(authV1, opts...))
+	mux.Handle(authv1connect.NewAuthServiceHandler(authV1, small...))
 	services = append(services, authpbconnect.AuthServiceName)
-	mux.Handle(authpbconnect.NewAuthServiceHandler(codes, opts...))
-	mux.Handle(tokenservicev1alpha1connect.NewTokenServiceHandler(apiTokens, opts...))
+	mux.Handle(authpbconnect.NewAuthServiceHandler(codes, small...))
+	mux.Handle(tokenservicev1alpha1connect.NewTokenServiceHandler(apiTokens, small...))
 	services = append(services, m2mpbconnect.M2MOAuthServiceName)
-	m2mPath, m2mHandler := m2mpbconnect.NewM2MOAuthServiceHandler(m2m, opts...)
-	mux.Handle(m2mPath, coalesceFlushes(m2mpbconnect.M2MOAuthServiceGetTokensProcedure, m2mHandler))
+	m2mPath, m2mHandler := m2mpbconnect.NewM2MOAuthServiceHandler(m2m, small...)
+	mux.Handle(m2mPath, m2mHandler)
+	// The procedures with larger messages (bodyLimits) get a handler of
+	// their own, with limits to match; the mux prefers their exact paths.
+	for procedure, limit := range bodyLimits {
+		_, h := m2mpbconnect.NewM2MOAuthServiceHandler(m2m, append(slices.Clip(opts), s.limitOptions(limit)...)...)
+		mux.Handle(procedure, coalesceFlushes(m2mpbconnect.M2MOAuthServiceGetTokensProcedure, h))
+	}
 
 	// The procedures of the authorization table need a caller the table
 	// allows, whose token nothing has revoked.
@@ -263,12 +272,14 @@ func (s *Server) routes() http.Handler {
 	// of the records (one round trip for both).
 	bearer.Defer(authz.GetM2MTokens)
 	bearer.OnRefused = s.metrics.refused
+	proofs := s.dpopChecker()
+	bearer.UseDPoP(proofs, s.store.DPoPProofCheck)
 
 	reflector := grpcreflect.NewStaticReflector(services...)
-	mux.Handle(grpcreflect.NewHandlerV1(reflector, s.limitOptions()...))
-	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, s.limitOptions()...))
+	mux.Handle(grpcreflect.NewHandlerV1(reflector, s.limitOptions(defaultBodyLimit)...))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, s.limitOptions(defaultBodyLimit)...))
 	// Health answers are a few bytes: never gzipped (probes poll often).
-	mux.Handle(grpchealth.NewHandler(redisChecker{s.store, services}, append(s.limitOptions(), connect.WithCompressMinBytes(compressMinBytes))...))
+	mux.Handle(grpchealth.NewHandler(redisChecker{s.store, services}, append(s.limitOptions(defaultBodyLimit), connect.WithCompressMinBytes(compressMinBytes))...))
 
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -282,7 +293,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("/oauth/revoke", s.countHTTP("/oauth/revoke", http.HandlerFunc(endpoints.Revoke)))
 
 	issuer := strings.TrimSuffix(cfg.Issuer, "/")
-	mux.Handle("/.well-known/jwks.json", staticJSON(s.keys.JWKS(), "300"))
+	mux.Handle("/.well-known/jwks.json", s.jwks())
 	doc := discoveryJSON(discovery{
 		Issuer:                            issuer,
 		JWKSURI:                           issuer + "/.well-known/jwks.json",
@@ -297,13 +308,14 @@ func (s *Server) routes() http.Handler {
 		RevocationAuthMethods:             []string{"client_secret_basic", "client_secret_post"},
 		CodeChallengeMethodsSupported:     []string{"S256"},
 		AccessTokenSigningAlgs:            signingAlgs(s.keys),
+		DPoPSigningAlgs:                   dpop.Algs,
 	})
 	mux.Handle("/.well-known/openid-configuration", staticJSON(doc, "300"))
 	mux.Handle("/.well-known/oauth-authorization-server", staticJSON(doc, "300"))
 
-	var h http.Handler = bearer.Wrap(mux)
-	h = s.cors(h)
-	return h
+	s.inner = proofs.Wrap(bearer.Wrap(mux))
+	s.setCORS(cfg.CORS.AllowedOrigins)
+	return http.HandlerFunc(s.serveCORS)
 }
 
 // revocation returns the revocation checks of c's token, one per source it
@@ -358,10 +370,10 @@ func (s *Server) revoked(ctx context.Context, c *tokens.Claims) (bool, error) {
 	return redisstore.Settle(ctx, gate...)
 }
 
-// sweepM2M removes expired M2M index and blacklist entries every minute.
-// Every replica runs it; the sweep is idempotent.
+// sweepM2M removes expired M2M index and blacklist entries every
+// m2mSweepEvery. Every replica runs it; the sweep is idempotent.
 func (s *Server) sweepM2M(ctx context.Context) {
-	every(ctx, time.Minute, func() bool {
+	every(ctx, m2mSweepEvery, func() bool {
 		if n, err := s.store.SweepM2M(ctx); err != nil {
 			s.log.WarnContext(ctx, "M2M sweep", "err", err)
 		} else if n > 0 {
@@ -383,23 +395,23 @@ func signingAlgs(ks *tokens.KeySet) []string {
 	return algs
 }
 
-func (s *Server) recoverPanic(ctx context.Context, spec connect.Spec, _ http.Header, p any) error {
-	s.log.ErrorContext(ctx, "panic in handler", "procedure", spec.Procedure, "panic", fmt.Sprint(p))
-	return connect.NewError(connect.CodeInternal, errors.New("internal error"))
+// recoverPanic turns a handler's panic into an error, which
+// handlers.ErrorInterceptor logs and answers as internal.
+func (s *Server) recoverPanic(_ context.Context, _ connect.Spec, _ http.Header, p any) error {
+	return fmt.Errorf("panic in handler: %v", p)
 }
 
 // cors allows the configured browser origins to call every RPC, exposing the
 // headers Connect, gRPC and gRPC-Web responses carry.
-func (s *Server) cors(h http.Handler) http.Handler {
-	origins := s.cfg.CORS.AllowedOrigins
+func (s *Server) cors(h http.Handler, origins []string) http.Handler {
 	if len(origins) == 0 {
 		return h
 	}
 	return cors.New(cors.Options{
 		AllowedOrigins: origins,
 		AllowedMethods: connectcors.AllowedMethods(),
-		AllowedHeaders: append(connectcors.AllowedHeaders(), "Authorization"),
-		ExposedHeaders: append(connectcors.ExposedHeaders(), "WWW-Authenticate"),
+		AllowedHeaders: append(connectcors.AllowedHeaders(), "Authorization", dpop.ProofHeader),
+		ExposedHeaders: append(connectcors.ExposedHeaders(), "WWW-Authenticate", dpop.NonceHeader),
 		MaxAge:         7200,
 	}).Handler(h)
 }
@@ -463,6 +475,7 @@ func (c redisChecker) Check(ctx context.Context, req *grpchealth.CheckRequest) (
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.handler,
+		ConnContext:       s.addrs.ConnContext,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
@@ -477,7 +490,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		if err != nil {
 			return fmt.Errorf("tls: %w", err)
 		}
-		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		s.cert.Store(&cert)
+		// each handshake takes the certificate of the moment: Reload replaces it
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12,
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.cert.Load(), nil }}
 		srv.Protocols.SetHTTP2(true)
 	} else {
 		srv.Protocols.SetUnencryptedHTTP2(true)

@@ -74,6 +74,12 @@ func (s *syncBuffer) String() string {
 // the embedded Redis). edit adjusts the configuration first.
 func start(t *testing.T, redisURL string, edit func(*config.Config)) *testServer {
 	t.Helper()
+	return startWith(t, redisURL, edit)
+}
+
+// startWith is start with server options.
+func startWith(t *testing.T, redisURL string, edit func(*config.Config), opts ...server.Option) *testServer {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +103,7 @@ func start(t *testing.T, redisURL string, edit func(*config.Config)) *testServer
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())
-	s, err := server.New(ctx, &cfg, log)
+	s, err := server.New(ctx, &cfg, log, opts...)
 	if err != nil {
 		cancel()
 		t.Fatal(err)

@@ -130,7 +130,7 @@ func TestClientSecretGuessingThrottled(t *testing.T) {
 	if strings.Contains(logs, wrong) || strings.Contains(logs, m2mSecret) {
 		t.Error("a client secret is in the log")
 	}
-	if !regexp.MustCompile(`"msg":"client authentication refused","client_id":"svc","addr":"127.0.0.2","reason":"throttled"`).MatchString(logs) {
+	if !regexp.MustCompile(`"msg":"client authentication refused","event":"client_auth.refused","client_id":"svc","addr":"127.0.0.2","reason":"throttled"`).MatchString(logs) {
 		t.Errorf("no refusal logged with client id and address:\n%s", logs)
 	}
 	_, metrics := get(t, ts.URL+"/metrics")

@@ -21,6 +21,7 @@ type discovery struct {
 	RevocationAuthMethods             []string `json:"revocation_endpoint_auth_methods_supported,omitempty"`
 	CodeChallengeMethodsSupported     []string `json:"code_challenge_methods_supported,omitempty"`
 	AccessTokenSigningAlgs            []string `json:"access_token_signing_alg_values_supported"`
+	DPoPSigningAlgs                   []string `json:"dpop_signing_alg_values_supported,omitempty"` // RFC 9449 §5.1
 }
 
 // staticJSON serves a document computed once at start.

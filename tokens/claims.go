@@ -29,6 +29,22 @@ type Claims struct {
 	// AssertionIssuer is, on an M2M token bought with a client assertion,
 	// the assertion's issuer: the token lives only while its client trusts it.
 	AssertionIssuer string `json:"assertion_iss,omitempty"`
+	// Confirmation binds the token to a key (RFC 7800): with cnf.jkt, only a caller holding the
+	// key with that RFC 7638 thumbprint may use it, with a DPoP proof (RFC 9449 §6).
+	Confirmation *Confirmation `json:"cnf,omitempty"`
+}
+
+// Confirmation is the cnf claim of a sender-constrained token.
+type Confirmation struct {
+	JKT string `json:"jkt"` // base64url SHA-256 JWK thumbprint (RFC 9449 §6.1)
+}
+
+// BoundKey is the thumbprint of the key the token is bound to, "" for a bearer token.
+func (c *Claims) BoundKey() string {
+	if c == nil || c.Confirmation == nil {
+		return ""
+	}
+	return c.Confirmation.JKT
 }
 
 // checkClaims holds the rules on kind and sub that both Sign and Verify enforce: kind is one of the

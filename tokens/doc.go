@@ -9,5 +9,9 @@
 // [Verifier.Verify] accepts only tokens that tokend itself could have made: a listed asymmetric alg that
 // matches the kid's key, typ at+jwt, a good signature, the configured issuer, an expiry, and a known kind.
 //
-// The package speaks neither Redis nor HTTP: revocation and audience rules belong to the handlers.
+// A [Minter] fills in what every token carries (iss, iat, exp, jti) and signs. [ForeignKeys] verifies
+// JWTs of other issuers (client assertions) by the keys they publish, fetched over HTTP and cached.
+//
+// The package speaks no Redis and serves no HTTP: revocation, trust and audience rules belong to the
+// handlers.
 package tokens

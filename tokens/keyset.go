@@ -5,11 +5,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 )
 
-// KeySet is the configured list of signing keys: the first signs, all are published and accepted.
-// It is immutable and safe for concurrent use.
+// KeySet is the list of signing keys: the first signs, all are published and accepted. Replace
+// swaps the whole list at once (keys shared through Redis rotate while tokend runs); every other
+// method sees one list or the other, never a mix. It is safe for concurrent use.
 type KeySet struct {
+	state atomic.Pointer[keyState]
+}
+
+// keyState is one immutable list of keys.
+type keyState struct {
 	keys  []*Key
 	byKID map[string]*Key
 	jwks  []byte
@@ -18,10 +25,32 @@ type KeySet struct {
 // NewKeySet makes a KeySet of at least one key; keys[0] signs new tokens. Two keys with the same kid
 // (the same key twice) are an error.
 func NewKeySet(keys ...*Key) (*KeySet, error) {
+	st, err := newKeyState(keys)
+	if err != nil {
+		return nil, err
+	}
+	ks := new(KeySet)
+	ks.state.Store(st)
+	return ks, nil
+}
+
+// Replace makes keys the set's list: keys[0] signs from now on, and a kid not among keys is
+// refused by every Verifier of the set from now on (tokens it verified before are verified anew).
+// The same rules as NewKeySet apply; on error the set is unchanged.
+func (ks *KeySet) Replace(keys ...*Key) error {
+	st, err := newKeyState(keys)
+	if err != nil {
+		return err
+	}
+	ks.state.Store(st)
+	return nil
+}
+
+func newKeyState(keys []*Key) (*keyState, error) {
 	if len(keys) == 0 {
 		return nil, errors.New("key set: no keys")
 	}
-	ks := &KeySet{
+	ks := &keyState{
 		keys:  make([]*Key, len(keys)),
 		byKID: make(map[string]*Key, len(keys)),
 	}
@@ -48,14 +77,14 @@ func NewKeySet(keys ...*Key) (*KeySet, error) {
 }
 
 // Signer returns the key that signs new tokens (the first one).
-func (ks *KeySet) Signer() *Key { return ks.keys[0] }
+func (ks *KeySet) Signer() *Key { return ks.state.Load().keys[0] }
 
 // Keys returns every key of the set, signer first.
-func (ks *KeySet) Keys() []*Key { return append([]*Key(nil), ks.keys...) }
+func (ks *KeySet) Keys() []*Key { return append([]*Key(nil), ks.state.Load().keys...) }
 
 // JWKS returns the RFC 7517 JSON Web Key Set of the public keys, for /.well-known/jwks.json.
-// It is computed once; each call returns a fresh copy.
-func (ks *KeySet) JWKS() []byte { return bytes.Clone(ks.jwks) }
+// It is computed once per list; each call returns a fresh copy.
+func (ks *KeySet) JWKS() []byte { return bytes.Clone(ks.state.Load().jwks) }
 
 // key returns the key whose kid is kid, or nil.
-func (ks *KeySet) key(kid string) *Key { return ks.byKID[kid] }
+func (ks *KeySet) key(kid string) *Key { return ks.state.Load().byKID[kid] }

@@ -35,7 +35,7 @@ func (ks *KeySet) Sign(c *Claims) (string, error) {
 	if err := checkClaims(c); err != nil {
 		return "", fmt.Errorf("sign: %w", err)
 	}
-	k := ks.keys[0]
+	k := ks.state.Load().keys[0]
 	b := signBufs.Get().(*signBuf)
 	defer func() {
 		if cap(b.payload) <= 64<<10 && cap(b.token) <= 64<<10 {
@@ -146,6 +146,10 @@ func appendClaims(b []byte, c *Claims) []byte {
 	b = appendStringField(b, `,"owner":`, c.Owner)
 	b = appendStringField(b, `,"name":`, c.Name)
 	b = appendStringField(b, `,"assertion_iss":`, c.AssertionIssuer)
+	if c.Confirmation != nil {
+		b = jsonstr.Append(append(b, `,"cnf":{"jkt":`...), c.Confirmation.JKT)
+		b = append(b, '}')
+	}
 	b[start] = '{' // kind is always written, so there is a leading comma to replace
 	return append(b, '}')
 }

@@ -89,6 +89,9 @@ func TestSignEveryField(t *testing.T) {
 				f.SetString("v-" + name + ` "<&>"` + "\u2028\x01é")
 			case f.Kind() == reflect.Struct:
 				fill(f, name+".")
+			case f.Kind() == reflect.Pointer && f.Type().Elem().Kind() == reflect.Struct && f.IsNil():
+				f.Set(reflect.New(f.Type().Elem()))
+				fill(f.Elem(), name+".")
 			}
 		}
 	}

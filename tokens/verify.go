@@ -90,7 +90,7 @@ func NewVerifier(ks *KeySet, issuer string, opts ...VerifierOption) *Verifier {
 // A token that passed is remembered (by its SHA-256) until its exp: the same bytes verified again
 // skip the signature check, the one expensive step, and only exp is checked anew. That is safe
 // because every other check depends only on the token's bytes and on the Verifier's keys and
-// issuer, which never change. Revocation is not Verify's business: callers check it on every use.
+// issuer; an entry remembered under an earlier list of keys (KeySet.Replace) is verified anew. Revocation is not Verify's business: callers check it on every use.
 // Refused tokens are never remembered. The returned Claims are the caller's own copy.
 func (v *Verifier) Verify(token string) (*Claims, error) {
 	if v.issuer == "" {
@@ -102,10 +102,11 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 	var sum [sha256.Size]byte
 	if v.cache != nil {
 		sum = sha256.Sum256([]byte(token))
-		if c, ok := v.cache.get(sum, v.clock(), v.leeway); ok {
+		if c, ok := v.cache.get(sum, v.ks.state.Load(), v.clock(), v.leeway); ok {
 			return c, nil
 		}
 	}
+	keys := v.ks.state.Load() // before the parse: a list replaced meanwhile makes the entry stale, not wrong
 	c := new(Claims)
 	if _, err := v.parser.ParseWithClaims(token, c, v.keyfunc); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
@@ -114,7 +115,7 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
 	if v.cache != nil {
-		v.cache.put(sum, c, v.clock())
+		v.cache.put(sum, c, keys, v.clock())
 	}
 	return c, nil
 }
@@ -135,23 +136,31 @@ type verifiedCache struct {
 
 type verifiedShard struct {
 	mu sync.Mutex
-	m  map[[sha256.Size]byte]*Claims
+	m  map[[sha256.Size]byte]verifiedEntry
+}
+
+// verifiedEntry is a verified token's claims and the list of keys it was verified under.
+type verifiedEntry struct {
+	c    *Claims
+	keys *keyState
 }
 
 func newVerifiedCache(size int) *verifiedCache {
 	vc := &verifiedCache{perShard: max(size/len(verifiedCache{}.shards), 1)}
 	for i := range vc.shards {
-		vc.shards[i].m = make(map[[sha256.Size]byte]*Claims)
+		vc.shards[i].m = make(map[[sha256.Size]byte]verifiedEntry)
 	}
 	return vc
 }
 
-// get returns a copy of the claims remembered for sum, if any and still within exp (plus leeway).
-func (vc *verifiedCache) get(sum [sha256.Size]byte, now time.Time, leeway time.Duration) (*Claims, bool) {
+// get returns a copy of the claims remembered for sum, if any, verified under keys and still within
+// exp (plus leeway).
+func (vc *verifiedCache) get(sum [sha256.Size]byte, keys *keyState, now time.Time, leeway time.Duration) (*Claims, bool) {
 	sh := &vc.shards[sum[0]%uint8(len(vc.shards))]
 	sh.mu.Lock()
-	c, ok := sh.m[sum]
-	if ok && !now.Before(c.ExpiresAt.Add(leeway)) { // jwt's own exp rule
+	e, ok := sh.m[sum]
+	c := e.c
+	if ok && (e.keys != keys || !now.Before(c.ExpiresAt.Add(leeway))) { // jwt's own exp rule
 		delete(sh.m, sum)
 		ok = false
 	}
@@ -163,14 +172,14 @@ func (vc *verifiedCache) get(sum [sha256.Size]byte, now time.Time, leeway time.D
 	return &cp, true
 }
 
-func (vc *verifiedCache) put(sum [sha256.Size]byte, c *Claims, now time.Time) {
+func (vc *verifiedCache) put(sum [sha256.Size]byte, c *Claims, keys *keyState, now time.Time) {
 	cp := *c
 	sh := &vc.shards[sum[0]%uint8(len(vc.shards))]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if len(sh.m) >= vc.perShard {
 		for k, old := range sh.m {
-			if !now.Before(old.ExpiresAt.Time) {
+			if !now.Before(old.c.ExpiresAt.Time) || old.keys != keys {
 				delete(sh.m, k)
 			}
 		}
@@ -182,7 +191,7 @@ func (vc *verifiedCache) put(sum [sha256.Size]byte, c *Claims, now time.Time) {
 			delete(sh.m, k)
 		}
 	}
-	sh.m[sum] = &cp
+	sh.m[sum] = verifiedEntry{&cp, keys}
 }
 
 // lookupKey is the jwt.Keyfunc: it checks the header and returns the public key named by kid. The

@@ -5,9 +5,12 @@
 //	go run ./bench/seed ... -mode apitoken > secret.txt
 //	go run ./bench/seed ... -mode codes -n 100000 > codes.txt
 //	go run ./bench/seed ... -mode bearer -n 4 > bearer.txt
+//	go run ./bench/seed ... -mode dpop-m2m -n 200000 > proofs.txt
+//	go run ./bench/seed ... -mode dpop-bearer -n 200000 > dpop-bearer.txt
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -20,6 +23,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/tokend/tokend/dpop/dpopclient"
 	authpb "github.com/tokend/tokend/gen/auth"
 	"github.com/tokend/tokend/gen/auth/authpbconnect"
 	authv1 "github.com/tokend/tokend/gen/auth/v1"
@@ -35,7 +39,9 @@ func main() {
 	user := flag.String("user", "bench", "username")
 	pass := flag.String("password", "bench-password", "password")
 	mode := flag.String("mode", "refresh", "refresh: n refresh tokens; apitoken: one API token secret; codes: n authorization codes for client 1001; "+
-		"bearer: n M2M tokens of client bench-m2m, printed as the first one's access token and then all ids, comma-separated")
+		"bearer: n M2M tokens of client bench-m2m, printed as the first one's access token and then all ids, comma-separated; "+
+		"dpop-m2m: n DPoP proofs for CreateToken, one key, one a line; "+
+		"dpop-bearer: a DPoP-bound M2M token, the ids of it and 3 more, then n proofs for GetTokens with it")
 	n := flag.Int("n", 64, "refresh tokens, codes or M2M tokens to make")
 	flag.Parse()
 	if err := run(*url, *user, *pass, *mode, *n); err != nil {
@@ -92,6 +98,10 @@ func run(url, user, pass, mode string, n int) error {
 		fmt.Println(r.Msg.Token.Secret)
 	case "bearer":
 		return bearer(ctx, url, n)
+	case "dpop-m2m":
+		return dpopM2M(ctx, url, n)
+	case "dpop-bearer":
+		return dpopBearer(ctx, url, n)
 	default:
 		return fmt.Errorf("unknown mode %q", mode)
 	}
@@ -217,4 +227,76 @@ func jwtID(token string) (string, error) {
 		return "", fmt.Errorf("access token has no jti")
 	}
 	return claims.ID, nil
+}
+
+// dpopM2M prints n DPoP proofs of one key for M2M CreateToken under tokend's issuer, one a line
+// (bench/dpop.lua sends each once). They are good for dpop.iat_window from now.
+func dpopM2M(ctx context.Context, url string, n int) error {
+	issuer, err := discoveredIssuer(ctx, url)
+	if err != nil {
+		return err
+	}
+	k, err := dpopclient.New()
+	if err != nil {
+		return err
+	}
+	return printProofs(k, issuer+m2mpbconnect.M2MOAuthServiceCreateTokenProcedure, "", n)
+}
+
+// dpopBearer makes an M2M token bound to a fresh key and 3 unbound ones of the same owner, and
+// prints the bound token, the 4 ids comma-separated, then n proofs for GetTokens with the token.
+func dpopBearer(ctx context.Context, url string, n int) error {
+	issuer, err := discoveredIssuer(ctx, url)
+	if err != nil {
+		return err
+	}
+	k, err := dpopclient.New()
+	if err != nil {
+		return err
+	}
+	c := m2mpbconnect.NewM2MOAuthServiceClient(http.DefaultClient, url, connect.WithProtoJSON(),
+		connect.WithInterceptors(k.Interceptor(issuer, nil)))
+	plain := m2mpbconnect.NewM2MOAuthServiceClient(http.DefaultClient, url, connect.WithProtoJSON())
+	var bound string
+	var ids []string
+	for i := range 4 {
+		cl := plain
+		if i == 0 {
+			cl = c
+		}
+		r, err := cl.CreateToken(ctx, connect.NewRequest(&m2mpb.CreateTokenRequest{
+			GrantType: "client_credentials", ClientId: "bench-m2m", ClientSecret: "bench-m2m-secret",
+			Audience: []string{"api", issuer}, TokenName: "bench",
+		}))
+		if err != nil {
+			return err
+		}
+		if i == 0 {
+			if r.Msg.TokenType != "DPoP" {
+				return fmt.Errorf("token_type %q, want DPoP", r.Msg.TokenType)
+			}
+			bound = r.Msg.AccessToken
+		}
+		id, err := jwtID(r.Msg.AccessToken)
+		if err != nil {
+			return err
+		}
+		ids = append(ids, id)
+	}
+	fmt.Println(bound)
+	fmt.Println(strings.Join(ids, ","))
+	return printProofs(k, issuer+m2mpbconnect.M2MOAuthServiceGetTokensProcedure, bound, n)
+}
+
+func printProofs(k *dpopclient.Key, htu, accessToken string, n int) error {
+	w := bufio.NewWriterSize(os.Stdout, 1<<20)
+	for range n {
+		p, err := k.Proof(http.MethodPost, htu, accessToken)
+		if err != nil {
+			return err
+		}
+		w.WriteString(p)
+		w.WriteByte('\n')
+	}
+	return w.Flush()
 }

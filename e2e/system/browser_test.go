@@ -72,14 +72,17 @@ func TestBrowser(t *testing.T) {
 	key := signingKey(t)
 
 	allowed := startTokend(t, func(addr string) string {
-		return configYAML(t, addr, redis.URL, key, "cors:\n  allowed_origins: ["+`"`+page.URL+`"`+"]\n")
+		return configYAML(t, addr, redis.URL, key, "cors:\n  allowed_origins: ["+`"`+page.URL+`"`+"]\n"+
+			"dpop:\n  nonce_rotate_every: 1m\n") // the page's DPoP interceptor fetches the nonce and retries
 	})
-	run := drive(t, page.URL, allowed.URL, "browser.png")
+	run := drive(t, page.URL, allowed.URL, "browser.png", "dpop", "1")
 	if len(run.Errors) > 0 {
 		t.Errorf("page errors: %v", run.Errors)
 	}
 	want := []string{"login", "wrong-password", "refresh", "create-api-token", "list-api-tokens",
-		"trade-api-token", "delete-api-token", "create-m2m-token", "logout"}
+		"trade-api-token", "delete-api-token", "create-m2m-token", "logout",
+		// with a non-extractable WebCrypto key signing DPoP proofs
+		"dpop-login", "dpop-refresh", "dpop-list-api-tokens", "dpop-create-api-token", "dpop-bearer-refused", "dpop-logout"}
 	for _, transport := range []string{"grpc-web", "connect"} {
 		done := map[string]bool{}
 		for _, s := range run.Steps {
@@ -112,11 +115,15 @@ func TestBrowser(t *testing.T) {
 	}
 }
 
-// drive opens the page against api and returns what it showed.
-func drive(t *testing.T, pageURL, api, screenshot string) browserRun {
+// drive opens the page against api (with extra query parameters, name and value) and returns what
+// it showed.
+func drive(t *testing.T, pageURL, api, screenshot string, extra ...string) browserRun {
 	t.Helper()
 	q := url.Values{"api": {api}, "user": {"alice"}, "password": {alicePassword},
 		"m2m_client": {"svc"}, "m2m_secret": {clientSecret}, "m2m_audience": {"api"}}
+	for i := 0; i+1 < len(extra); i += 2 {
+		q.Set(extra[i], extra[i+1])
+	}
 	out := filepath.Join(webDir, "out")
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		t.Fatal(err)

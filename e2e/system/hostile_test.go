@@ -102,10 +102,8 @@ func TestStalledBodiesBounded(t *testing.T) {
 		})
 	}
 	h2 := h2c()
-	var stalls []*io.PipeWriter
 	for range 100 {
 		pr, pw := io.Pipe()
-		stalls = append(stalls, pw)
 		defer pw.Close()
 		req, _ := http.NewRequest(http.MethodPost, p.URL+"/auth.v1.AuthService/Token", pr)
 		req.Header.Set("Content-Type", "application/json")

@@ -141,6 +141,7 @@ type proc struct {
 	cmd  *exec.Cmd
 	Addr string // 127.0.0.1:port
 	URL  string // http://127.0.0.1:port
+	File string // the configuration file it runs from
 	logs *syncBuffer
 	done chan struct{}
 	err  error // the exit status, once done is closed
@@ -168,7 +169,7 @@ func startTokend(t testing.TB, config func(addr string) string) *proc {
 	if err := os.WriteFile(cfgPath, []byte(config(addr)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{t: t, Addr: addr, URL: "http://" + addr, logs: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{t: t, Addr: addr, URL: "http://" + addr, File: cfgPath, logs: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(binary, "serve", "--config", cfgPath)
 	p.cmd.Env = append(os.Environ(), "TOKEND_ADDR=", "TOKEND_REDIS_URL=")
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs

@@ -159,7 +159,7 @@ func TestBehindReverseProxy(t *testing.T) {
 		t.Fatalf("the client from another address: %d", resp.StatusCode)
 	}
 	logs := p.logs.String()
-	if !strings.Contains(logs, `"client authentication refused","client_id":"svc","addr":"127.0.0.4"`) {
+	if !strings.Contains(logs, `"client authentication refused","event":"client_auth.refused","client_id":"svc","addr":"127.0.0.4"`) {
 		t.Errorf("refusals not logged with the client's own address:\n%s", logs)
 	}
 	if strings.Contains(logs, "wrong-secret") {

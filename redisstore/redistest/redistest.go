@@ -156,9 +156,6 @@ func (s *Server) Restart() {
 	}
 }
 
-// Dir is the server's working directory (data files, redis.log).
-func (s *Server) Dir() string { return s.dir }
-
 func (s *Server) log() string {
 	b, err := os.ReadFile(filepath.Join(s.dir, "redis.log"))
 	if err != nil {

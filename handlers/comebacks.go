@@ -4,8 +4,6 @@ import (
 	"errors"
 	"sync/atomic"
 	"time"
-
-	"connectrpc.com/connect"
 )
 
 // errGone: a user or client is not configured, or what was issued to it
@@ -51,13 +49,12 @@ func (c *comebacks) check(id string, issued time.Time) error {
 }
 
 // gone is the refusal of something whose user or client is gone (errGone):
-// unauthenticated with msg; errNotSynced is returned as is, for the caller
-// to answer unavailable.
-func gone(err error, msg error) error {
+// refusal; errNotSynced is returned as is (unavailable: retry).
+func gone(err error, refusal error) error {
 	if errors.Is(err, errNotSynced) {
 		return err
 	}
-	return connect.NewError(connect.CodeUnauthenticated, msg)
+	return refusal
 }
 
 // IsNotSynced reports whether err means tokend has not yet recorded its

@@ -4,13 +4,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"mime"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
-	"github.com/tokend/tokend/clientaddr"
+	"github.com/tokend/tokend/authn"
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/redisstore"
 	"github.com/tokend/tokend/tokens"
@@ -44,44 +43,26 @@ func NewTokenEndpoints(clients *Clients, verifier *tokens.Verifier, revoked func
 	return &TokenEndpoints{clients: clients, verifier: verifier, revoked: revoked, store: store, maxBytes: maxBytes, log: log, now: time.Now}
 }
 
-// form parses a POSTed form and authenticates the client (HTTP Basic or
-// client_id/client_secret). It writes the error response itself.
+// form parses a POSTed form (parseForm) and authenticates the client
+// (HTTP Basic or client_id/client_secret). It writes the error response
+// itself.
 func (e *TokenEndpoints) form(w http.ResponseWriter, r *http.Request) (url.Values, *config.Client, bool) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		writeOAuthJSON(w, http.StatusMethodNotAllowed, &OAuthError{Code: "invalid_request", Description: "use POST"})
-		return nil, nil, false
-	}
-	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/x-www-form-urlencoded" {
-		writeOAuthJSON(w, http.StatusUnsupportedMediaType, &OAuthError{Code: "invalid_request",
-			Description: "Content-Type must be application/x-www-form-urlencoded"})
-		return nil, nil, false
-	}
-	if oerr := readForm(w, r, e.maxBytes); oerr != nil {
-		writeOAuthJSON(w, oerr.Status, oerr)
-		return nil, nil, false
-	}
-	id, secret, basic := r.BasicAuth()
-	if basic {
-		id, _ = url.QueryUnescape(id)
-		secret, _ = url.QueryUnescape(secret)
-	} else {
-		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
-	}
-	cl, err := e.clients.Check(r.Context(), id, secret, clientaddr.String(r.Context(), r.RemoteAddr))
-	if err != nil {
-		oerr := OAuthErrorFrom(clientError(err))
-		if oerr.Code == "invalid_client" && basic {
-			w.Header().Set("WWW-Authenticate", `Basic realm="tokend"`)
+	req, oerr := parseForm(w, r, e.maxBytes)
+	var cl *config.Client
+	if oerr == nil {
+		var err error
+		if cl, err = e.clients.Check(r.Context(), req.ClientID, req.ClientSecret, req.Peer); err != nil {
+			oerr = OAuthErrorFrom(clientError(err))
 		}
-		writeOAuthJSON(w, oerr.Status, oerr)
+	}
+	if oerr == nil && req.Form.Get("token") == "" {
+		oerr = &OAuthError{Status: http.StatusBadRequest, Code: "invalid_request", Description: "token is required"}
+	}
+	if oerr != nil {
+		writeOAuthError(w, req, oerr)
 		return nil, nil, false
 	}
-	if r.PostForm.Get("token") == "" {
-		writeOAuthJSON(w, http.StatusBadRequest, &OAuthError{Code: "invalid_request", Description: "token is required"})
-		return nil, nil, false
-	}
-	return r.PostForm, cl, true
+	return req.Form, cl, true
 }
 
 // Introspect implements POST /oauth/introspect (RFC 7662). Any token that
@@ -106,8 +87,7 @@ func (e *TokenEndpoints) Introspect(w http.ResponseWriter, r *http.Request) {
 		var revoked bool
 		revoked, err = e.revoked(r.Context(), c)
 		if err != nil {
-			e.log.WarnContext(r.Context(), "introspection: revocation check failed", "err", err)
-			writeOAuthJSON(w, http.StatusServiceUnavailable, &OAuthError{Code: "temporarily_unavailable", Description: "token store unavailable"})
+			e.fail(w, r, "introspection: revocation check", err)
 			return
 		}
 		if revoked {
@@ -120,6 +100,9 @@ func (e *TokenEndpoints) Introspect(w http.ResponseWriter, r *http.Request) {
 	}
 	out := map[string]any{"active": true, "iss": c.Issuer, "sub": c.Subject, "jti": c.ID,
 		"token_type": "Bearer", "kind": c.Kind}
+	if jkt := c.BoundKey(); jkt != "" { // RFC 9449 §6.2
+		out["token_type"], out["cnf"] = "DPoP", map[string]string{"jkt": jkt}
+	}
 	if len(c.Audience) > 0 {
 		out["aud"] = []string(c.Audience)
 	}
@@ -166,10 +149,17 @@ func (e *TokenEndpoints) Revoke(w http.ResponseWriter, r *http.Request) {
 		err = rerr
 	}
 	if err != nil {
-		e.log.WarnContext(ctx, "revocation failed", "err", err)
-		writeOAuthJSON(w, http.StatusServiceUnavailable, &OAuthError{Code: "temporarily_unavailable", Description: "token store unavailable"})
+		e.fail(w, r, "revocation", err)
 		return
 	}
+	e.log.InfoContext(ctx, "token revocation requested", "event", "token.revoked", "client_id", client)
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
+}
+
+// fail answers a store failure: temporarily_unavailable, whatever it was
+// (the token may be fine; the client retries), with the details logged.
+func (e *TokenEndpoints) fail(w http.ResponseWriter, r *http.Request, op string, err error) {
+	e.log.WarnContext(r.Context(), op+" failed", "err", err)
+	writeOAuthError(w, nil, OAuthErrorFrom(authn.ErrUnavailable()))
 }

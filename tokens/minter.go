@@ -1,4 +1,4 @@
-package handlers
+package tokens
 
 import (
 	"crypto/rand"
@@ -6,20 +6,18 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-
-	"github.com/tokend/tokend/tokens"
 )
 
 // Minter signs access tokens: it fills in the claims every token carries
 // (iss, iat, exp, jti) and leaves the rest to the caller.
 type Minter struct {
-	keys   *tokens.KeySet
+	keys   *KeySet
 	issuer string
 	now    func() time.Time
 }
 
 // NewMinter returns a Minter signing with keys' signer as issuer.
-func NewMinter(keys *tokens.KeySet, issuer string) *Minter {
+func NewMinter(keys *KeySet, issuer string) *Minter {
 	return &Minter{keys: keys, issuer: issuer, now: time.Now}
 }
 
@@ -29,7 +27,7 @@ func (m *Minter) Issuer() string { return m.issuer }
 // Mint signs c, valid for ttl from now. A zero ttl means no expiry (only M2M
 // clients configured for it get such tokens). It returns the token and its
 // expiry (zero when none).
-func (m *Minter) Mint(c *tokens.Claims, ttl time.Duration) (string, time.Time, error) {
+func (m *Minter) Mint(c *Claims, ttl time.Duration) (string, time.Time, error) {
 	now := m.now().Truncate(time.Second)
 	c.Issuer = m.issuer
 	c.IssuedAt = jwt.NewNumericDate(now)
