@@ -898,8 +898,8 @@ func testM2MConcurrentCreate(t *testing.T, newStore newStoreFunc) {
 	for o := range 4 {
 		total += c.ZCard(ctx, s.keys.m2mIndex(fmt.Sprint("o", o))).Val()
 	}
-	if total != 800 || c.SCard(ctx, s.keys.m2mOwners()).Val() != 4 {
-		t.Errorf("%d indexed, %d owners; want 800, 4", total, c.SCard(ctx, s.keys.m2mOwners()).Val())
+	if total != 800 || c.ZCard(ctx, s.keys.m2mDue()).Val() != 4 {
+		t.Errorf("%d indexed, %d owners; want 800, 4", total, c.ZCard(ctx, s.keys.m2mDue()).Val())
 	}
 	got, err := s.GetM2MTokens(ctx, nil, "o1", []string{"c01_24", "c05_00"})
 	if err != nil || len(got) != 2 {
@@ -1094,12 +1094,12 @@ func testM2MSweep(t *testing.T, newStore newStoreFunc) {
 	// one owner in the sweep's set, nothing else.
 	keys := allKeys(t, c, s.keys.prefix)
 	slices.Sort(keys)
-	want := []string{s.keys.m2mOwners(), s.keys.m2mIndex("owner0"), s.keys.m2mToken("owner0", "keeper")}
+	want := []string{s.keys.m2mDue(), s.keys.m2mIndex("owner0"), s.keys.m2mToken("owner0", "keeper")}
 	slices.Sort(want)
 	if !slices.Equal(keys, want) {
 		t.Errorf("keys after the sweep: %v, want %v", keys, want)
 	}
-	if m := c.SMembers(ctx, s.keys.m2mOwners()).Val(); len(m) != 1 {
+	if m := c.ZRange(ctx, s.keys.m2mDue(), 0, -1).Val(); len(m) != 1 {
 		t.Errorf("owners left: %v", m)
 	}
 	// Sweeping again (as another replica would) changes nothing.

@@ -67,9 +67,11 @@
 //	                                     index entry once expired
 //	  members: the owner's blacklisted M2M token ids (the bearer check reads the record's bl, and
 //	  refuses a token whose record is missing)
-//	P:m2m:owners                 SET     none; owners with an empty index   CreateM2MToken, SweepM2M
+//	P:m2m:due                    ZSET    none; owners with an empty index   CreateM2MToken, SweepM2M
 //	                                     are removed by SweepM2M
-//	  members: h(owner) of every owner with indexed M2M tokens (what the sweep walks)
+//	  members: h(owner) of every owner with indexed M2M tokens, scored by the earliest expiry in
+//	  its index (unix s): the sweep visits only owners whose score has passed. Replaces
+//	  P:m2m:owners (a SET of the same members), which the first sweep moves here and deletes.
 //	P:configured:{users}         HASH    none (one field per id ever    SyncConfigured
 //	P:configured:{clients}               configured)
 //	  fields: id → "L<cutoff>" while configured (cutoff: 0, or, for an id that came back, the Unix
@@ -97,6 +99,41 @@
 // deleted. Refresh tokens, authorization codes and API token secrets are
 // high-entropy random strings, so a fast hash (SHA-256) is the right one;
 // passwords and client secrets never reach Redis.
+//
+// # Growth rules
+//
+// How each key grows with the state it holds, and what bounds the work on it
+// (bench/scale measures them; docs/performance.md has the numbers):
+//
+//   - Every per-record key (family, refresh token, code, API token, M2M
+//     token) is a small hash of fixed fields; one record is one key, and a
+//     call touches O(1) of them. Only the M2M owner's index and blacklist,
+//     the API-token owner index, the sweep's schedule and the configured-ids
+//     hashes grow with the state.
+//   - P:m2m:{h(owner)}:idx and :bl grow with one owner's live M2M tokens
+//     (MaxM2MPerOwner caps them). Creation costs O(log n) in them (ZCOUNT,
+//     ZADD); GetTokens {} and DeleteTokens {} walk the index with ZSCAN,
+//     500 ids a step, DeleteTokens one script per 100 ids, so neither tokend's
+//     memory nor any one Redis command grows with the owner's size; only the
+//     number of steps does.
+//   - All of one owner's M2M keys share the owner's hash tag, so on a
+//     Cluster one owner lives on one master: the per-owner limit is checked
+//     in the creating script, and a bearer check reads one record by the
+//     token's own key, in the same round trip as the other checks. One owner
+//     is bounded by one master's throughput (each creation costs that master
+//     about 25 µs of CPU, about 40,000 a second) and memory; owners spread
+//     over all masters.
+//   - P:m2m:due holds one member per owner with indexed tokens and lives on
+//     one slot; every creation runs one small script on it. The sweep reads
+//     only the owners due (ZRANGEBYSCORE, 500 at a time), pipelines four
+//     plain commands per owner (at most 200 entries each) and reschedules
+//     100 owners per script run, so a sweep costs Redis time in proportion
+//     to the owners with tokens expired since the last one (about 17 µs per
+//     expired entry when most owners are small), not to the owners or the
+//     tokens live.
+//   - P:apitok:owner:{h(owner)} grows with one owner's API tokens (the
+//     per-owner limit caps it); P:configured:{kind} with the ids ever
+//     configured.
 //
 // Scripts read the clock with TIME (Redis' clock, the same for every tokend
 // instance), which needs Redis 5 or later (effects replication).

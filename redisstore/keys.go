@@ -99,8 +99,17 @@ func (k keys) m2mBlacklistOf(ownerDigest string) string {
 	return k.prefix + ":m2m:{" + ownerDigest + "}:bl"
 }
 
-// m2mOwners: SET of the digests of owners with indexed tokens, for the
-// sweep. An owner is removed when its index is empty.
+// m2mDue: ZSET of the digests of owners with indexed tokens, for the
+// sweep, scored by the earliest expiry (unix s) in the owner's index as
+// last seen: the sweep visits only owners whose score has passed, so its
+// cost follows the expirations, not the number of owners. Creation lowers
+// an owner's score (m2m_owner.lua); the sweep raises it to the next expiry
+// or removes an owner whose index is empty (m2m_due.lua).
+func (k keys) m2mDue() string { return k.prefix + ":m2m:due" }
+
+// m2mOwners: the SET of owner digests that m2mDue replaced. Nothing writes
+// it any more; SweepM2M moves what a store written by an older tokend holds
+// into m2mDue and deletes it.
 func (k keys) m2mOwners() string { return k.prefix + ":m2m:owners" }
 
 // assertionID: STRING "1", present while a foreign client assertion with

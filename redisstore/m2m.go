@@ -40,14 +40,33 @@ var (
 	m2mDeleteSrc    string
 	m2mDeleteScript = redis.NewScript(m2mDeleteSrc)
 
-	//go:embed m2m_sweep.lua
-	m2mSweepSrc    string
-	m2mSweepScript = redis.NewScript(m2mSweepSrc)
+	//go:embed m2m_owner.lua
+	m2mOwnerSrc    string
+	m2mOwnerScript = redis.NewScript(m2mOwnerSrc)
+
+	//go:embed m2m_due.lua
+	m2mDueSrc    string
+	m2mDueScript = redis.NewScript(m2mDueSrc)
 )
 
-// m2mBatch is how many tokens one list, delete or sweep step handles: the
-// memory and Redis time of a step are bounded whatever the owner holds.
+// m2mBatch is how many tokens one list step handles (and owners one sweep
+// round takes): the memory
+// and Redis time of a step are bounded whatever the owner holds.
 const m2mBatch = 500
+
+// m2mDeleteBatch is how many tokens one m2m_delete.lua run handles: about
+// five commands each, so that one run stays near a millisecond and other
+// owners' calls wait little behind a delete-all of a big owner.
+const m2mDeleteBatch = 100
+
+// m2mSweepBatch is how many entries one sweep command removes from an
+// owner's index, and m2mDueBatch how many owners one m2m_due.lua run
+// reschedules (two commands each, on a key with one member per owner), so
+// that each stays well under a millisecond.
+const (
+	m2mSweepBatch = 200
+	m2mDueBatch   = 100
+)
 
 // CreateM2MToken stores rec, indexed under its owner, until it expires: one
 // script and the owner's entry in the sweep's set, in one round trip shared
@@ -73,7 +92,7 @@ func (s *Store) CreateM2MToken(ctx context.Context, rec M2MToken) error {
 	d := digest(rec.Owner)
 	cmds, err := s.batch.run(ctx,
 		scriptCall{script: m2mCreateScript, keys: []string{s.keys.m2mTokenOf(d, rec.ID), s.keys.m2mIndexOf(d)}, args: args},
-		writeCommand(func(p redis.Pipeliner) redis.Cmder { return p.SAdd(ctx, s.keys.m2mOwners(), d) })) // the sweep's list of owners
+		scriptCall{script: m2mOwnerScript, keys: []string{s.keys.m2mDue()}, args: []any{d, score}})
 	if err != nil {
 		return wrap("create M2M token", err)
 	}
@@ -208,6 +227,16 @@ func (s *Store) DeleteM2MTokens(ctx context.Context, owner string, ids []string)
 		deleted += res[1]
 		return nil
 	}
+	runAll := func(ids []string) error {
+		for len(ids) > 0 {
+			n := min(len(ids), m2mDeleteBatch)
+			if err := run(ids[:n]); err != nil {
+				return err
+			}
+			ids = ids[n:]
+		}
+		return nil
+	}
 	if len(ids) > 0 {
 		var valid []string
 		for _, id := range ids {
@@ -215,54 +244,147 @@ func (s *Store) DeleteM2MTokens(ctx context.Context, owner string, ids []string)
 				valid = append(valid, id)
 			}
 		}
-		for len(valid) > 0 {
-			n := min(len(valid), m2mBatch)
-			if err := run(valid[:n]); err != nil {
-				return blacklisted, deleted, err
-			}
-			valid = valid[n:]
-		}
-		return blacklisted, deleted, nil
+		return blacklisted, deleted, runAll(valid)
 	}
-	err = s.walkSortedSet(ctx, "delete M2M tokens", s.keys.m2mIndexOf(d), m2mBatch, run)
+	err = s.walkSortedSet(ctx, "delete M2M tokens", s.keys.m2mIndexOf(d), m2mBatch, runAll)
 	return blacklisted, deleted, err
 }
 
-// SweepM2M removes the index and blacklist entries of expired M2M tokens,
-// owner by owner, in bounded batches, and forgets owners left with none. It
-// is idempotent: every replica may run it at the same time. It returns how
-// many entries it removed.
+// SweepM2M removes the index and blacklist entries of expired M2M tokens
+// and forgets owners left with none. It visits only the owners whose
+// earliest expiry has passed (the schedule m2mDue), up to m2mBatch of them
+// per round and m2mSweepBatch entries per owner per round, so one run
+// costs Redis time in proportion to the tokens that expired since the last
+// one, whatever the number of owners or live tokens. It is idempotent:
+// every replica may run it at the same time. It returns how many entries it
+// removed.
 func (s *Store) SweepM2M(ctx context.Context) (int64, error) {
-	owners := s.keys.m2mOwners()
+	if err := s.migrateM2MOwners(ctx); err != nil {
+		return 0, err
+	}
+	due := s.keys.m2mDue()
 	var removed int64
-	err := s.walkSet(ctx, "sweep M2M tokens", owners, m2mBatch, func(digests []string) error {
-		for _, d := range digests {
+	t, err := do(ctx, s, func(p redis.Pipeliner) *redis.TimeCmd { return p.Time(ctx) }) // Redis' clock, as the scripts read it
+	if err != nil {
+		return 0, wrap("sweep M2M tokens", err)
+	}
+	now := strconv.FormatInt(t.Val().Unix(), 10)
+	for {
+		round, err := do(ctx, s, func(p redis.Pipeliner) *redis.ZSliceCmd {
+			return p.ZRangeByScoreWithScores(ctx, due, &redis.ZRangeBy{Min: "-inf", Max: now, Count: m2mBatch})
+		})
+		if err != nil {
+			return removed, wrap("sweep M2M tokens", err)
+		}
+		owners := round.Val()
+		if len(owners) == 0 {
+			return removed, nil
+		}
+		// Plain commands, two round trips for the whole round: the ids due
+		// in each owner's index, then their removal from the index and
+		// the blacklist with the earliest expiry left. No script is
+		// needed: an index entry past its expiry is only ever removed
+		// (ZREM and SREM are idempotent), and a new one always expires
+		// later.
+		reads := make([]scriptCall, len(owners))
+		for i, o := range owners {
+			idx := s.keys.m2mIndexOf(o.Member.(string))
+			reads[i] = command(func(p redis.Pipeliner) redis.Cmder {
+				return p.ZRangeByScore(ctx, idx, &redis.ZRangeBy{Min: "-inf", Max: now, Count: m2mSweepBatch})
+			})
+		}
+		found, err := s.batch.run(ctx, reads...)
+		if err != nil {
+			return removed, wrap("sweep M2M tokens", err)
+		}
+		var writes []scriptCall
+		firstAt := make([]int, len(owners)) // owner i's ZRANGE in writes
+		for i, o := range owners {
+			d := o.Member.(string)
 			idx, bl := s.keys.m2mIndexOf(d), s.keys.m2mBlacklistOf(d)
-			for {
-				res, err := s.run(ctx, m2mSweepScript, []string{idx, bl}, m2mBatch).Int64Slice()
-				if err != nil {
-					return wrap("sweep M2M tokens", err)
+			if ids := found[i].(*redis.StringSliceCmd).Val(); len(ids) > 0 {
+				members := make([]any, len(ids))
+				for j, id := range ids {
+					members[j] = id
 				}
-				removed += res[0]
-				if res[1] == 0 {
-					// Forget the owner; a token created meanwhile (ZADD
-					// before its SADD) puts it back, or is seen here.
-					if _, err := do(ctx, s, func(p redis.Pipeliner) *redis.IntCmd { return p.SRem(ctx, owners, d) }); err != nil {
-						return wrap("sweep M2M tokens", err)
+				writes = append(writes,
+					writeCommand(func(p redis.Pipeliner) redis.Cmder { return p.ZRem(ctx, idx, members...) }),
+					writeCommand(func(p redis.Pipeliner) redis.Cmder { return p.SRem(ctx, bl, members...) }))
+				removed += int64(len(ids))
+			}
+			firstAt[i] = len(writes)
+			writes = append(writes, command(func(p redis.Pipeliner) redis.Cmder { return p.ZRangeWithScores(ctx, idx, 0, 0) }))
+		}
+		res, err := s.batch.run(ctx, writes...)
+		if err != nil {
+			return removed, wrap("sweep M2M tokens", err)
+		}
+		args := make([]any, 0, 3*len(owners))
+		for i, o := range owners {
+			next := ""
+			if z := res[firstAt[i]].(*redis.ZSliceCmd).Val(); len(z) > 0 {
+				next = strconv.FormatFloat(z[0].Score, 'f', -1, 64)
+			}
+			args = append(args, o.Member, strconv.FormatFloat(o.Score, 'f', -1, 64), next)
+		}
+		var gone []string
+		for len(args) > 0 {
+			n := min(len(args), 3*m2mDueBatch)
+			g, err := s.run(ctx, m2mDueScript, []string{due}, args[:n]...).StringSlice()
+			if err != nil {
+				return removed, wrap("sweep M2M tokens", err)
+			}
+			gone, args = append(gone, g...), args[n:]
+		}
+		if len(gone) > 0 {
+			// A token created between the round's reads and m2m_due.lua
+			// may have been indexed after its owner left the schedule:
+			// put such owners back.
+			reads := make([]scriptCall, len(gone))
+			for i, d := range gone {
+				idx := s.keys.m2mIndexOf(d)
+				reads[i] = command(func(p redis.Pipeliner) redis.Cmder { return p.ZRangeWithScores(ctx, idx, 0, 0) })
+			}
+			firsts, err := s.batch.run(ctx, reads...)
+			if err != nil {
+				return removed, wrap("sweep M2M tokens", err)
+			}
+			for i, c := range firsts {
+				if z := c.(*redis.ZSliceCmd).Val(); len(z) > 0 {
+					score := strconv.FormatFloat(z[0].Score, 'f', -1, 64)
+					if err := s.run(ctx, m2mOwnerScript, []string{due}, gone[i], score).Err(); err != nil {
+						return removed, wrap("sweep M2M tokens", err)
 					}
-					if n, err := do(ctx, s, func(p redis.Pipeliner) *redis.IntCmd { return p.ZCard(ctx, idx) }); err == nil && n.Val() > 0 {
-						_, _ = do(ctx, s, func(p redis.Pipeliner) *redis.IntCmd { return p.SAdd(ctx, owners, d) })
-					}
-					break
-				}
-				if res[0] < m2mBatch {
-					break
 				}
 			}
 		}
+	}
+}
+
+// migrateM2MOwners moves the owners of the SET an older tokend kept for the
+// sweep (m2mOwners) into the schedule, due at once, and deletes the SET.
+func (s *Store) migrateM2MOwners(ctx context.Context) error {
+	const op = "sweep M2M tokens"
+	old, due := s.keys.m2mOwners(), s.keys.m2mDue()
+	if n, err := do(ctx, s, func(p redis.Pipeliner) *redis.IntCmd { return p.Exists(ctx, old) }); err != nil {
+		return wrap(op, err)
+	} else if n.Val() == 0 {
 		return nil
-	})
-	return removed, err
+	}
+	if err := s.walkSet(ctx, op, old, m2mBatch, func(digests []string) error {
+		for _, d := range digests {
+			if err := s.run(ctx, m2mOwnerScript, []string{due}, d, "0").Err(); err != nil {
+				return wrap(op, err)
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if _, err := doWrite(ctx, s, func(p redis.Pipeliner) *redis.IntCmd { return p.Del(ctx, old) }); err != nil {
+		return wrap(op, err)
+	}
+	return nil
 }
 
 // stringList reads a JSON array of strings as CreateM2MToken stores it

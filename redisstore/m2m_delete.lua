@@ -21,7 +21,8 @@ for i = 1, #ARGV do
   local id, rec = ARGV[i], KEYS[i + 2]
   local score = redis.call('ZSCORE', KEYS[1], id)
   if score then
-    local exp = redis.call('HGET', rec, 'exp')
+    local f = redis.call('HMGET', rec, 'exp', 'bl')
+    local exp, bl = f[1], f[2]
     if not exp and (score == 'inf' or tonumber(score) > now) then
       blacklisted = blacklisted + redis.call('SADD', KEYS[2], id)
     elseif not exp or (exp ~= '0' and tonumber(exp) <= now) then
@@ -29,7 +30,7 @@ for i = 1, #ARGV do
       redis.call('ZREM', KEYS[1], id)
       redis.call('SREM', KEYS[2], id)
       deleted = deleted + 1
-    elseif redis.call('HGET', rec, 'bl') == '0' then
+    elseif bl == '0' then
       redis.call('HSET', rec, 'bl', now)
       redis.call('HINCRBY', rec, 'ver', 1)
       redis.call('SADD', KEYS[2], id)
