@@ -125,14 +125,17 @@ func (c *Clients) Trusts(id, issuer string) bool {
 func (c *Clients) Authenticate(id, secret string) (*config.Client, bool) {
 	d := c.dir.Load()
 	cl, known := d.byID[id]
-	if !known || cl.IsPublic() {
-		_ = passhash.Verify(d.dummy, secret)
+	if !known || cl.IsPublic() || secret == "" || len(secret) > maxPasswordLen {
+		// One slow hash, as for a wrong secret of a known client: the time
+		// of a refusal tells nothing of which ids exist.
+		_ = passhash.Verify(d.dummy, secret[:min(len(secret), maxPasswordLen)])
 		return nil, false
 	}
-	if secret == "" || len(secret) > maxPasswordLen {
-		return nil, false
-	}
-	for _, h := range cl.Hashes() { // several while a secret rotates with an overlap
+	// One hash per listed secret: a client rotating its secret (two hashes
+	// for a while) answers a wrong one more slowly, which tells that it is
+	// rotating, not its secret. Padding every refusal to the most hashes a
+	// client may list would multiply what each guess costs tokend instead.
+	for _, h := range cl.Hashes() {
 		if c.cache.Verify(cl.ID, h, secret) == nil {
 			return cl, true
 		}
