@@ -154,7 +154,6 @@ func TestRecordOnce(t *testing.T) {
 type memNonces struct {
 	mu        sync.Mutex
 	cur, prev string
-	rotations int
 }
 
 func (m *memNonces) RotateDPoPNonce(_ context.Context, _ time.Duration, fresh string) (string, string, error) {

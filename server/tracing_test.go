@@ -120,11 +120,11 @@ func TestTracingSpanTree(t *testing.T) {
 	for _, s := range spans {
 		var values []string
 		for _, a := range s.Attributes() {
-			values = append(values, a.Value.Emit())
+			values = append(values, a.Value.String())
 		}
 		for _, e := range s.Events() {
 			for _, a := range e.Attributes {
-				values = append(values, a.Value.Emit())
+				values = append(values, a.Value.String())
 			}
 		}
 		for _, v := range values {
