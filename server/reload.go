@@ -22,11 +22,22 @@ import (
 	"github.com/tokend/tokend/redisstore"
 )
 
-// RunFile serves cfg, read from path, as Run does, and re-reads path on
-// SIGHUP (Reload). When cfg names a pid_file it writes its process id
-// there (for tokend reload) and removes it on the way out.
+// RunFile serves cfg until ctx is done (SIGTERM/SIGINT in main), then shuts
+// down gracefully. With path set (cfg was read from it) it re-reads path on
+// SIGHUP (Reload), from the start: a SIGHUP while tokend starts is not the
+// signal's default, the end of the process. When cfg names a pid_file it
+// writes its process id there (for tokend reload) and removes it on the way
+// out.
 func RunFile(ctx context.Context, path string, cfg *config.Config, log *slog.Logger) error {
-	goredis.SetLogger(redisLogger{log}) // process-wide: set where the process is run (see Run)
+	var hup chan os.Signal
+	if path != "" {
+		hup = make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+	}
+	// go-redis logs through one process-wide logger: set here, where the
+	// process is run, not in New, which tests call many times.
+	goredis.SetLogger(redisLogger{log})
 	opts, shutdown, err := tracerFromEnv(ctx, os.Getenv)
 	if err != nil {
 		return err
@@ -43,19 +54,18 @@ func RunFile(ctx context.Context, path string, cfg *config.Config, log *slog.Log
 		}
 		defer os.Remove(cfg.PIDFile)
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				_ = s.Reload(ctx, path)
+	if hup != nil {
+		go func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-hup:
+					_ = s.Reload(ctx, path)
+				}
 			}
-		}
-	}()
+		}()
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("addr: %w", err)

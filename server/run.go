@@ -2,14 +2,9 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"os"
 	"strings"
-
-	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/tokend/tokend/config"
 )
@@ -27,24 +22,7 @@ func NewLogger(c config.Log, w io.Writer) *slog.Logger {
 }
 
 // Run serves cfg until ctx is done (SIGTERM/SIGINT in main), then shuts down
-// gracefully.
+// gracefully: RunFile without a file to reload.
 func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	// go-redis logs through one process-wide logger: set here, where the
-	// process is run, not in New, which tests call many times.
-	goredis.SetLogger(redisLogger{log})
-	opts, shutdown, err := tracerFromEnv(ctx, os.Getenv)
-	if err != nil {
-		return err
-	}
-	defer shutdown()
-	s, err := New(ctx, cfg, log, opts...)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("addr: %w", err)
-	}
-	return s.Serve(ctx, ln)
+	return RunFile(ctx, "", cfg, log)
 }
