@@ -162,6 +162,11 @@ func TestEnv(t *testing.T) {
 	if c.Issuer != "https://auth.example.com" {
 		t.Errorf("env changed a set issuer: %q", c.Issuer)
 	}
+	// Even one that reads like the default of the file's own addr.
+	c = mustParse(t, "addr: 127.0.0.1:18080\nissuer: http://127.0.0.1:18080\n", env)
+	if c.Issuer != "http://127.0.0.1:18080" {
+		t.Errorf("env changed a set issuer that matched the file's addr: %q", c.Issuer)
+	}
 	c = mustParse(t, "", map[string]string{EnvAddr: ":8443"})
 	if c.Issuer != "http://localhost:8443" {
 		t.Errorf("issuer for :8443 = %q", c.Issuer)

@@ -29,14 +29,18 @@ const (
 // TOKEND_REDIS_URL and TOKEND_SIGNING_KEK (when signing.kek_file is not
 // set) to c, read through getenv (nil: none); an empty value is
 // no override. An issuer that was the default for the old addr follows the
-// new one. parse calls it; so does development mode, which starts from
-// Default rather than a file.
-func ApplyEnv(c *Config, getenv func(string) string) {
+// new one. Development mode calls it, starting from Default rather than a
+// file; parse applies the same overrides, but leaves any issuer the file
+// sets as it is (one the file does not set is derived afterwards, from the
+// final addr).
+func ApplyEnv(c *Config, getenv func(string) string) { applyEnv(c, getenv, true) }
+
+func applyEnv(c *Config, getenv func(string) string, followIssuer bool) {
 	if getenv == nil {
 		return
 	}
 	if v := getenv(EnvAddr); v != "" {
-		if c.Issuer == defaultIssuer(c.Addr) {
+		if followIssuer && c.Issuer == defaultIssuer(c.Addr) {
 			c.Issuer = defaultIssuer(v)
 		}
 		c.Addr = v
@@ -96,7 +100,7 @@ func parse(data []byte, getenv func(string) string) (*Config, error) {
 	if err := dec.Decode(&c); err != nil && err != io.EOF {
 		return nil, err // checkKeys should have caught it
 	}
-	ApplyEnv(&c, getenv)
+	applyEnv(&c, getenv, false)
 	if c.Issuer == "" {
 		c.Issuer = defaultIssuer(c.Addr)
 	}
